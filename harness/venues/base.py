@@ -1,0 +1,155 @@
+"""What every venue module provides. Pure protocol knowledge: no sockets, clocks or SQLite.
+
+A venue module (``harness/venues/<name>.py``) exposes a module-level ``VENUE``, an
+instance of a ``Venue`` subclass. ``harness.venues.get(name)`` returns it.
+
+Contract (the rest of the harness relies only on this):
+
+- ``name``: registry key ("kalshi", "coinbase", "kraken", "bitstamp", "gemini", "cryptocom").
+- ``endpoints``: ``Endpoints`` (production / demo WebSocket and REST URLs, known-dead hosts).
+- ``ws_path``: the path the real WebSocket lives at ("/trade-api/ws/v2" for Kalshi, "/" ...).
+- ``classify(payload) -> str | None``: the message type name, cheaply (called on every
+  frame at record and import time). ``None`` when the frame is not JSON of a known shape.
+  Never raises.
+- ``decode(payload) -> list[Message]``: typed messages with exact Decimal prices and sizes
+  and venue timestamps in ns. Raises ``DecodeError`` (and only that) on bad input.
+- ``new_session() -> VenueSession``: per-connection state (command ids, sequence
+  tracking, books); see ``VenueSession``.
+- ``subscribe_frames(channels, instruments) -> list[str]``: the frames a client sends.
+
+Message types are named as the venue names them; where a venue multiplexes channels in
+one type (Coinbase ``l2_data`` carries snapshot and update events) the name is
+``channel/event`` (``l2_data/update``, ``book/snapshot``).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from decimal import Decimal
+from typing import Any
+
+import msgspec
+
+
+@dataclass(frozen=True)
+class Endpoints:
+    ws_prod: tuple[str, ...]
+    rest_prod: tuple[str, ...] = ()
+    ws_demo: tuple[str, ...] = ()
+    rest_demo: tuple[str, ...] = ()
+    dead_hosts: tuple[str, ...] = ()  # hostnames (or URL prefixes) that no longer work
+
+    def classify_url(self, url: str) -> str:
+        """'prod', 'demo', 'dead' or 'unknown' for a URL (host + path compared)."""
+        from urllib.parse import urlsplit
+
+        u = urlsplit(url)
+        for dead in self.dead_hosts:
+            d = urlsplit(dead) if "://" in dead else None
+            host = d.hostname if d else dead
+            if u.hostname == host:
+                return "dead"
+        for kind, urls in (("prod", self.ws_prod + self.rest_prod), ("demo", self.ws_demo + self.rest_demo)):
+            for known in urls:
+                k = urlsplit(known)
+                if u.hostname == k.hostname and (u.path.rstrip("/") or "/").startswith(k.path.rstrip("/") or "/"):
+                    return kind
+        return "unknown"
+
+
+class Message(msgspec.Struct, kw_only=True):
+    """Base of all decoded messages. ``type`` is the classifier's name for it."""
+
+    type: str
+    venue_ts_ns: int | None = None  # the venue's own timestamp for this message, if any
+
+
+@dataclass
+class Level:
+    """One price level change as received. ``price_text``/``qty_text`` keep the wire text
+    (Kraken's checksum is computed from it); ``qty == 0`` deletes the level."""
+
+    side: str  # "bid" or "ask"
+    price: Decimal
+    qty: Decimal
+    price_text: str = ""
+    qty_text: str = ""
+
+
+class BookMessage(Message, kw_only=True):
+    """Snapshot or incremental L2 update for one instrument (absolute quantities)."""
+
+    instrument: str
+    snapshot: bool
+    levels: list[Any]  # list[Level]
+    checksum: int | None = None  # venue-sent checksum to verify after applying, if any
+    sequence: int | None = None  # venue sequence number relevant to this instrument, if any
+
+
+class TradeMessage(Message, kw_only=True):
+    instrument: str
+    price: Decimal
+    size: Decimal
+    side: str | None = None  # taker side, "buy"/"sell" if known
+    trade_id: str | None = None
+
+
+class OtherMessage(Message, kw_only=True):
+    """Anything decoded but not book/trade (acks, heartbeats, tickers, status, errors)."""
+
+    data: dict = msgspec.field(default_factory=dict)
+
+
+@dataclass
+class SeqFinding:
+    """A sequencing problem found by a venue's tracker.
+
+    kind: 'gap' | 'duplicate' | 'reset' | 'out_of_order' | 'checksum' | 'crossed' | 'stale_snapshot'
+    key: what the rule is per (sid, product, connection ...). expected/got: the numbers.
+    """
+
+    kind: str
+    key: str
+    expected: Any = None
+    got: Any = None
+    detail: str = ""
+    frame_id: int | None = None
+
+
+@dataclass
+class Venue:
+    name: str
+    endpoints: Endpoints
+    ws_path: str = "/"
+    channels: tuple[str, ...] = ()
+    extra: dict = field(default_factory=dict)
+
+    def classify(self, payload: str | bytes) -> str | None:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def decode(self, payload: str | bytes) -> list[Message]:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def new_session(self) -> VenueSession:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def subscribe_frames(self, channels: list[str], instruments: list[str]) -> list[str]:  # pragma: no cover
+        raise NotImplementedError
+
+
+class VenueSession:
+    """Per-connection protocol state, fed inbound messages in order.
+
+    ``feed(payload, frame_id=None) -> tuple[list[Message], list[SeqFinding]]`` decodes a
+    frame, updates sequence trackers and books, and returns what it found. ``books``
+    maps instrument -> book (``harness.venues.book.L2Book`` or the Kalshi YES/NO book).
+    ``reset()`` is called on reconnect (sequences restart, books await a new snapshot).
+    """
+
+    books: dict
+
+    def feed(self, payload: str | bytes, frame_id: int | None = None):  # pragma: no cover
+        raise NotImplementedError
+
+    def reset(self) -> None:  # pragma: no cover
+        raise NotImplementedError
