@@ -1,0 +1,357 @@
+"""Batched recording writer.
+
+The receive path calls ``frame(...)``, which only appends a tuple to a deque and returns
+the frame's id (ids are assigned here, so findings can name a frame before it is on disk).
+A background thread drains the deque with one ``executemany`` per batch and commits every
+``batch_frames`` frames or ``batch_ms`` milliseconds, whichever comes first: a crash loses
+at most one commit window. ``close()`` flushes everything, closes the session row and
+switches the file from WAL back to a single self-contained file.
+
+A file lock refuses a second writer on the same file with a clear message.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import itertools
+from itertools import chain
+import json
+import os
+import socket
+import sqlite3
+import threading
+import time
+from collections import deque
+from collections.abc import Callable
+
+from harness import __version__
+from harness.errors import RecordingError
+from harness.store import schema
+
+_FRAME_SQL = (
+    "INSERT INTO frames (id, session_id, conn_id, dir, t_wall_ns, t_mono_ns, opcode, payload, type, size)"
+    " VALUES (?,?,?,?,?,?,?,?,?,?)"
+)
+# Rows per INSERT statement. sqlite3 releases the GIL around every statement step; one step
+# per 100 rows instead of per row keeps the receive thread and the writer thread from
+# convoying on the GIL, and is faster on its own too (see BENCHMARKS.md).
+_ROWS_PER_STMT = 100
+_FRAME_SQL_MULTI = _FRAME_SQL + ",(?,?,?,?,?,?,?,?,?,?)" * (_ROWS_PER_STMT - 1)
+
+
+def _dumps(obj) -> str | None:
+    return None if obj is None else json.dumps(obj, sort_keys=True, default=str)
+
+
+def payload_size(payload: str | bytes | None) -> int:
+    if payload is None:
+        return 0
+    if isinstance(payload, str):
+        return len(payload) if payload.isascii() else len(payload.encode("utf-8", "surrogatepass"))
+    return len(payload)
+
+
+def _insert_frames(db: sqlite3.Connection, rows: list[tuple]) -> None:
+    k = _ROWS_PER_STMT
+    full = len(rows) - len(rows) % k
+    if full:
+        db.executemany(_FRAME_SQL_MULTI, [tuple(chain.from_iterable(rows[i:i + k])) for i in range(0, full, k)])
+    if full < len(rows):
+        db.executemany(_FRAME_SQL, rows[full:])
+
+
+class RecordingWriter:
+    """Append a session to a recording (created if absent).
+
+    classify: optional ``(venue, payload) -> type`` used on the writer thread for text
+    frames recorded without a type, so the receive path does not pay for it.
+    """
+
+    def __init__(
+        self,
+        path: str | os.PathLike,
+        *,
+        mode: str = "live",
+        config: dict | None = None,
+        source: str | None = None,
+        batch_frames: int = 2000,
+        batch_ms: float = 50.0,
+        classify: Callable[[str, str | bytes], str | None] | None = None,
+        started_ns: int | None = None,
+    ):
+        if mode not in schema.SESSION_MODES:
+            raise ValueError(f"mode must be one of {schema.SESSION_MODES}")
+        self.path = os.fspath(path)
+        self.batch_frames = batch_frames
+        self.batch_s = batch_ms / 1000.0
+        self._classify = classify
+        self._lock_fd = self._take_lock()
+        try:
+            self._db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
+            self._db.execute("PRAGMA journal_mode=WAL")
+            self._db.execute("PRAGMA synchronous=NORMAL")
+            self._db.execute("PRAGMA cache_size=-16384")
+            existing = self._db.execute("SELECT count(*) FROM sqlite_master").fetchone()[0]
+            if existing:
+                schema.verify(self._db, self.path)
+            else:
+                schema.create(self._db)
+            self._frame_ids = itertools.count(self._max_id("frames") + 1)
+            self._conn_ids = itertools.count(self._max_id("connections") + 1)
+            cur = self._db.execute(
+                "INSERT INTO sessions (started_ns, mode, host, harness_version, config, source) VALUES (?,?,?,?,?,?)",
+                (started_ns or time.time_ns(), mode, socket.gethostname(), __version__, _dumps(config or {}), source),
+            )
+            self.session_id = cur.lastrowid
+        except sqlite3.Error as e:
+            self._release_lock()
+            raise RecordingError(f"cannot write recording {self.path}: {e}", hint="check the path, free space and permissions") from None
+        except RecordingError:
+            self._release_lock()
+            raise
+        self._conn_venue: dict[int, str] = {}
+        self._frames: deque = deque()
+        self._ops: deque = deque()  # (sql, params) for sessions/connections/events/http
+        self._wake = threading.Event()
+        self._stop = False
+        self._closed = False
+        self.error: BaseException | None = None
+        self.frames_written = 0
+        self.commits = 0
+        self._thread = threading.Thread(target=self._run, name=f"recording-writer:{os.path.basename(self.path)}", daemon=True)
+        self._thread.start()
+
+    # -- locking ---------------------------------------------------------------------------
+    def _take_lock(self) -> int:
+        lock_path = self.path + ".lock"
+        try:
+            fd = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o644)
+        except OSError as e:
+            raise RecordingError(f"cannot create {lock_path}: {e.strerror}", hint="is the directory writable?") from None
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            os.close(fd)
+            raise RecordingError(
+                f"{self.path} is being written by another process",
+                hint="record to a different file, or stop the other `harness record`",
+            ) from None
+        os.ftruncate(fd, 0)
+        os.write(fd, str(os.getpid()).encode())
+        return fd
+
+    def _release_lock(self) -> None:
+        if self._lock_fd is not None:
+            try:
+                os.unlink(self.path + ".lock")
+            except OSError:
+                pass
+            os.close(self._lock_fd)
+            self._lock_fd = None
+
+    def _max_id(self, table: str) -> int:
+        return self._db.execute(f"SELECT coalesce(max(id), 0) FROM {table}").fetchone()[0]
+
+    # -- receive path ----------------------------------------------------------------------
+    def frame(
+        self,
+        conn_id: int,
+        dir: str,
+        t_wall_ns: int,
+        t_mono_ns: int,
+        opcode: str,
+        payload: str | bytes | None,
+        type: str | None = None,
+        size: int | None = None,
+    ) -> int:
+        """Queue one frame; returns its id. Cheap: no I/O, no parsing."""
+        if self.error is not None:
+            self._raise_error()
+        fid = next(self._frame_ids)
+        if size is None:  # payload_size() inlined: this is the per-frame path
+            if payload.__class__ is str:
+                size = len(payload) if payload.isascii() else len(payload.encode("utf-8", "surrogatepass"))
+            else:
+                size = 0 if payload is None else len(payload)
+        frames = self._frames
+        frames.append((fid, self.session_id, conn_id, dir, t_wall_ns, t_mono_ns, opcode, payload, type, size))
+        if len(frames) >= self.batch_frames:
+            self._wake.set()
+        return fid
+
+    def write_frame(self, f) -> int:
+        """Queue a ``harness.frame.Frame``."""
+        return self.frame(f.conn_id, f.dir, f.t_wall_ns, f.t_mono_ns, f.opcode, f.payload, f.type)
+
+    # -- everything else (rare) --------------------------------------------------------------
+    def connection(
+        self,
+        venue: str,
+        url: str | None,
+        opened_ns: int | None = None,
+        request_headers: dict | None = None,
+        response_status: int | None = None,
+        response_headers: dict | None = None,
+    ) -> int:
+        cid = next(self._conn_ids)
+        self._conn_venue[cid] = venue
+        self._op(
+            "INSERT INTO connections (id, session_id, venue, url, opened_ns, request_headers, response_status, response_headers)"
+            " VALUES (?,?,?,?,?,?,?,?)",
+            (cid, self.session_id, venue, url, opened_ns, _dumps(request_headers), response_status, _dumps(response_headers)),
+        )
+        return cid
+
+    def update_connection(self, conn_id: int, **cols) -> None:
+        allowed = {"url", "opened_ns", "closed_ns", "close_code", "close_reason", "request_headers", "response_status", "response_headers"}
+        bad = set(cols) - allowed
+        if bad:
+            raise ValueError(f"unknown connection columns {bad}")
+        vals = [(_dumps(v) if k.endswith("headers") else v) for k, v in cols.items()]
+        sets = ", ".join(f"{k} = ?" for k in cols)
+        self._op(f"UPDATE connections SET {sets} WHERE id = ?", (*vals, conn_id))
+
+    def close_connection(self, conn_id: int, closed_ns: int, code: int | None = None, reason: str | None = None) -> None:
+        self.update_connection(conn_id, closed_ns=closed_ns, close_code=code, close_reason=reason)
+
+    def event(self, kind: str, t_wall_ns: int, t_mono_ns: int | None = None, conn_id: int | None = None, detail: dict | None = None) -> None:
+        if kind not in schema.EVENT_KINDS:
+            raise ValueError(f"event kind must be one of {schema.EVENT_KINDS}")
+        self._op(
+            "INSERT INTO events (session_id, conn_id, kind, t_wall_ns, t_mono_ns, detail) VALUES (?,?,?,?,?,?)",
+            (self.session_id, conn_id, kind, t_wall_ns, t_mono_ns, _dumps(detail)),
+        )
+
+    def http(
+        self,
+        method: str,
+        url: str,
+        t_recv_ns: int,
+        *,
+        status: int | None = None,
+        venue: str | None = None,
+        conn_id: int | None = None,
+        request_headers: dict | None = None,
+        request_body: str | None = None,
+        response_headers: dict | None = None,
+        response_body: str | None = None,
+        t_sent_ns: int | None = None,
+        t_sent_mono_ns: int | None = None,
+        t_recv_mono_ns: int | None = None,
+    ) -> None:
+        self._op(
+            "INSERT INTO http (session_id, conn_id, venue, method, url, status, request_headers, request_body,"
+            " response_headers, response_body, t_sent_ns, t_recv_ns, t_sent_mono_ns, t_recv_mono_ns)"
+            " VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+            (self.session_id, conn_id, venue, method, url, status, _dumps(request_headers), request_body,
+             _dumps(response_headers), response_body, t_sent_ns, t_recv_ns, t_sent_mono_ns, t_recv_mono_ns),
+        )
+
+    def _op(self, sql: str, params: tuple) -> None:
+        if self.error is not None:
+            self._raise_error()
+        self._ops.append((sql, params))
+        self._wake.set()
+
+    # -- writer thread -----------------------------------------------------------------------
+    def _run(self) -> None:
+        while True:
+            self._wake.wait(self.batch_s)
+            self._wake.clear()
+            stopping = self._stop
+            try:
+                self._flush()
+            except BaseException as e:  # disk full, read-only file, ...: surface to the producer
+                self.error = e
+                return
+            if stopping:
+                return
+
+    def _flush(self) -> None:
+        ops, frames = self._ops, self._frames
+        if not ops and not frames:
+            return
+        db = self._db
+        pop = frames.popleft
+        first = True
+        # One transaction per batch_frames: a single huge transaction spills SQLite's page
+        # cache and is slower than several of the optimal size.
+        while first or frames:
+            first = False
+            n = min(len(frames), self.batch_frames)
+            db.execute("BEGIN")
+            try:
+                while ops:
+                    sql, params = ops.popleft()
+                    db.execute(sql, params)
+                if n:
+                    if self._classify is None:
+                        rows = [pop() for _ in range(n)]
+                    else:
+                        rows = [self._typed(pop()) for _ in range(n)]
+                    _insert_frames(db, rows)
+                    self.frames_written += n
+                db.execute("COMMIT")
+                self.commits += 1
+            except BaseException:
+                if db.in_transaction:
+                    db.execute("ROLLBACK")
+                raise
+
+    def _typed(self, row: tuple) -> tuple:
+        if row[8] is None and row[6] == "text":
+            venue = self._conn_venue.get(row[2])
+            if venue is not None:
+                try:
+                    t = self._classify(venue, row[7])
+                except Exception:  # a classifier bug must never lose a frame
+                    t = None
+                if t is not None:
+                    return (*row[:8], t, row[9])
+        return row
+
+    def _raise_error(self):
+        e = self.error
+        raise RecordingError(
+            f"recording to {self.path} failed: {e}",
+            hint="free disk space or fix permissions; frames committed before the error are intact",
+        )
+
+    def flush(self, timeout: float = 10.0) -> None:
+        """Block until everything queued so far is committed."""
+        deadline = time.monotonic() + timeout
+        while (self._frames or self._ops) and self.error is None and self._thread.is_alive():
+            self._wake.set()
+            if time.monotonic() > deadline:
+                raise RecordingError(f"flushing {self.path} timed out")
+            time.sleep(0.001)
+        if self.error is not None:
+            self._raise_error()
+
+    def close(self, ended_ns: int | None = None) -> None:
+        """Flush, close the session row, checkpoint the WAL into the main file."""
+        if self._closed:
+            return
+        self._closed = True
+        if self.error is None:
+            self._ops.append(("UPDATE sessions SET ended_ns = ? WHERE id = ?", (ended_ns or time.time_ns(), self.session_id)))
+        self._stop = True
+        self._wake.set()
+        self._thread.join()
+        try:
+            if self.error is None:
+                self._db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+                self._db.execute("PRAGMA journal_mode=DELETE")
+        except sqlite3.Error:
+            pass  # the WAL still holds the data; the next open recovers it
+        finally:
+            self._db.close()
+            self._release_lock()
+        if self.error is not None:
+            self._raise_error()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
