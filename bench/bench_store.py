@@ -11,8 +11,7 @@ import time
 
 from bench.common import Row, best_of
 from harness.replay.source import NullSink, replay
-from harness.store import Recording, RecordingWriter
-from harness.store import schema
+from harness.store import Recording, RecordingWriter, schema
 
 N = 300_000
 PAYLOAD = '{"type":"orderbook_delta","sid":1,"seq":%d,"msg":{"market_ticker":"KXBTC15M-26JUL191145-45","price_dollars":"0.4800","delta_fp":"10.00","side":"yes","ts_ms":1786309548026}}'

@@ -161,12 +161,14 @@ class Recording:
         if len(sids) == 1:
             yield from self._session_rows(f, sids[0])
             return
-        streams = []
-        for sid in sids:
-            off = self.session_offset_ns(sid)
-            streams.append(((r[5] + off, r[4], r) for r in self._session_rows(f, sid)))
-        for _, _, r in heapq.merge(*streams, key=lambda x: (x[0], x[1])):
+        streams = [self._keyed(f, sid) for sid in sids]
+        for _, _, r in heapq.merge(*streams):
             yield r
+
+    def _keyed(self, f: Filters, sid: int) -> Iterator[tuple]:
+        off = self.session_offset_ns(sid)
+        for r in self._session_rows(f, sid):
+            yield (r[5] + off, r[4], r)
 
     def _session_rows(self, f: Filters, sid: int) -> Iterator[tuple]:
         where, params = self._where(f, sid)

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import fcntl
 import itertools
-from itertools import chain
 import json
 import os
 import socket
@@ -23,6 +22,7 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable
+from itertools import chain
 
 from harness import __version__
 from harness.errors import RecordingError
