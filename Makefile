@@ -34,5 +34,11 @@ record: $(STAMP)
 	$(PY) -m harness record --kalshi-series KXBTC15M --exchanges coinbase,kraken,bitstamp,gemini,cryptocom \
 	  --duration 15m -o recordings/live-$(NAME).db
 
+# The interim sample: our own hand-made frames (fixtures/make_sample_frames.py), imported.
+sample: $(STAMP)
+	$(PY) fixtures/make_sample_frames.py
+	rm -f $(SAMPLE)
+	$(PY) -m harness import jsonl fixtures/sample_frames.jsonl -o $(SAMPLE)
+
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache
