@@ -23,6 +23,7 @@ COMMANDS = {
     "inspect": "inspect",
     "replay": "replay",
     "show": "show",
+    "diff": "diff",
 }
 
 
