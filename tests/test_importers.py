@@ -427,3 +427,55 @@ def test_end_to_end_subprocess(tmp_path):
     out = subprocess.run([py, "-m", "harness", "export", str(rec_path)], cwd=REPO, capture_output=True, timeout=60)
     assert out.returncode == 0 and len(out.stdout.splitlines()) == 7
     json.loads(io.BytesIO(out.stdout).readline())
+
+
+def test_default_classifier_is_venues_classify(tmp_path, monkeypatch):
+    import harness.venues
+
+    seen = []
+    monkeypatch.setattr(harness.venues, "classify", lambda v, p: seen.append(v) or f"{v}-type")
+    import_files("jsonl", [REPO / "fixtures" / "generic_sample.jsonl"], tmp_path / "r.db")
+    with Recording(tmp_path / "r.db") as rec:
+        types = {(f.venue, f.opcode, f.type) for f in rec.frames()}
+    assert ("kalshi", "text", "kalshi-type") in types and ("kalshi", "ping", None) in types
+    assert set(seen) == {"kalshi", "coinbase"}
+
+
+def test_output_locked_by_another_writer(tmp_path, capsys):
+    from harness.store.writer import RecordingWriter
+
+    rec_path = tmp_path / "live.db"
+    w = RecordingWriter(rec_path, mode="live")
+    try:
+        assert run("import", "jsonl", str(REPO / "fixtures" / "generic_sample.jsonl"), "-o", str(rec_path), "--append") == 2
+        assert "being written by another process" in capsys.readouterr().err
+    finally:
+        w.close()
+
+
+def test_legacy_crlf_and_reconnect(tmp_path):
+    p = tmp_path / "legacy_GEMINI.ws.1.0.txt"
+    p.write_bytes(b"wss://api.gemini.com/v2/marketdata/ <-> 1618677942.3390841\r\n"
+                  b"wss://api.gemini.com/v2/marketdata/ <- 1618677942.462008: {\"type\":\"subscribe\"}\r\n"
+                  b"1618677942.586266: {\"a\": \"x: y\"}\r\n"
+                  b"wss://api.gemini.com/v2/marketdata/ <-> 1618677950.5\r\n"
+                  b"1618677951: {}\r\n\r\n")
+    (r,) = import_files("cryptofeed", [p], tmp_path / "r.db", classify=lambda v, x: None)
+    assert (r.connections, r.frames_in, r.frames_out, r.venues) == (2, 2, 1, ["gemini"])
+    with Recording(tmp_path / "r.db") as rec:
+        got = [(f.conn_id, f.dir, f.t_wall_ns, f.payload) for f in rec.frames()]
+        assert [e["kind"] for e in rec.events()] == ["connect", "reconnect", "connect"]
+    assert got == [(1, "out", 1618677942462008000, '{"type":"subscribe"}'),
+                   (1, "in", 1618677942586266000, '{"a": "x: y"}'),
+                   (2, "in", 1618677951000000000, "{}")]
+
+
+def test_seconds_text_round_trip_property():
+    from hypothesis import given
+    from hypothesis import strategies as st
+
+    @given(st.integers(min_value=-(10**19), max_value=10**19))
+    def check(ns):
+        assert seconds_to_ns(ns_to_seconds_text(ns)) == ns
+
+    check()

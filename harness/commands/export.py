@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import io
+import os
 import sys
 
 import click
@@ -34,8 +36,14 @@ def command(recording: str, fmt: str, output: str, venues: tuple[str, ...], dire
     with Recording(recording) as rec:
         if output == "-":
             out = sys.stdout.buffer
-            export_jsonl(rec, out, f)
-            out.flush()
+            try:
+                export_jsonl(rec, out, f)
+                out.flush()
+            except BrokenPipeError:  # `harness export REC | head`: the reader left; not an error
+                try:
+                    os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+                except (OSError, ValueError, io.UnsupportedOperation):
+                    pass
         else:
             n = export_jsonl_file(rec, output, f)
             click.echo(f"wrote {output}: {n} frames", err=True)

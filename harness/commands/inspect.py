@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from datetime import UTC, datetime
 
 import click
@@ -65,6 +66,8 @@ def _render(f: dict) -> None:
     from rich.table import Table
 
     con = Console()
+    if not con.is_terminal and "COLUMNS" not in os.environ:
+        con = Console(width=160)  # piped to a file: don't squeeze tables into 80 columns
     fr = f["frames"]
     con.print(f"[bold]{f['path']}[/bold]  schema v{f['schema_version']}, {f['file_bytes'] or 0:,} bytes; "
               f"{fr['total']:,} frames ({fr['in']:,} in, {fr['out']:,} out), {fr['bytes']:,} payload bytes; "
@@ -86,7 +89,11 @@ def _render(f: dict) -> None:
         dur = _s(c["duration_s"]) + ("" if c["duration_basis"] != "last_frame" else " *")
         t.add_row(str(c["id"]), str(c["session_id"]), c["venue"], c["url"] or "-", _t(c["opened_ns"]), dur, close,
                   f"{c['frames_in']:,}", f"{c['frames_out']:,}", _s(c["in_rate_per_s"]))
-    con.print(t)
+    if not f["connections"]:
+        con.print("no connections")
+        t = None
+    if t is not None:
+        con.print(t)
     if any(c["duration_basis"] == "last_frame" for c in f["connections"]):
         con.print("  * no close recorded: duration up to the last frame")
 
@@ -96,14 +103,16 @@ def _render(f: dict) -> None:
     for v in f["venues"]:
         t.add_row(v["venue"], str(v["connections"]), f"{v['frames_in']:,}", f"{v['frames_out']:,}", f"{v['bytes']:,}",
                   _t(v["first_ns"]), _t(v["last_ns"]), _s(v["span_s"]), _s(v["in_rate_per_s"]))
-    con.print(t)
+    if f["venues"]:
+        con.print(t)
 
     t = Table(title="frames by type", title_justify="left")
     for c in ("venue", "dir", "type", "frames", "bytes"):
         t.add_column(c, justify="right" if c in ("frames", "bytes") else "left")
     for x in f["types"]:
         t.add_row(x["venue"], x["dir"], x["type"] or "(unclassified)", f"{x['frames']:,}", f"{x['bytes']:,}")
-    con.print(t)
+    if f["types"]:
+        con.print(t)
 
     g = f["gaps"]
     con.print(f"[bold]gaps[/bold] > {g['threshold_s']:g} s without an inbound frame: {g['count']}"

@@ -279,6 +279,8 @@ def iter_lines(path: str) -> Iterator[tuple[int, bytes]]:
                 lineno += 1
                 if line.endswith(b"\n"):
                     line = line[:-1]
+                if lineno == 1 and line.startswith(b"\xef\xbb\xbf"):
+                    line = line[3:]  # a UTF-8 byte order mark is not content
                 yield lineno, line
         except _Truncated:
             raise ImportFormatError(
@@ -305,7 +307,7 @@ _LEGACY_HTTP = re.compile(r"^(https?://\S+) -> ([-0-9.eE+]+): ")
 
 def sniff(path: str, first: str) -> str | None:
     """Format of a file from its first non-blank line, or None."""
-    s = first.lstrip("\ufeff")
+    s = first.lstrip("\ufeff").removesuffix("\r")
     if s.startswith("{"):
         import json
 
