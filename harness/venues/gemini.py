@@ -1,0 +1,203 @@
+"""Gemini market data v2 (``wss://api.gemini.com/v2/marketdata``).
+
+classify names: the top-level ``type``: ``l2_updates``, ``trade``, ``heartbeat``,
+``candles_<interval>_updates``, ``auction_open``, ``auction_indicative``,
+``auction_result``, ``subscription_ack`` (if sent), ``error``. The current feed sorts
+keys, so ``type`` is the last key and nested trades carry their own ``"type":"trade"``
+before it; classify picks the top-level one by nesting depth, not by position.
+
+decode: ``l2_updates`` -> one ``BookMessage`` (``changes`` = ``[side, price, qty]`` with
+absolute qty; side ``buy``/``sell`` -> bid/ask) plus a ``TradeMessage`` for each entry of
+``trades`` (present on the initial message only). ``snapshot`` is True when the message
+carries ``trades`` or ``auction_events`` (the initial full book). No timestamp and no
+sequence on l2. ``trade`` -> ``TradeMessage`` (``side`` is the taker side, ``timestamp``
+ms). Instruments keep Gemini's names (``BTCUSD``).
+
+Session: the first ``l2_updates`` per symbol is the full book (replaces whatever was
+there: after a reconnect merging would keep stale levels); a book that is crossed after an
+update is a ``crossed`` finding. Gemini has no sequence numbers, so gaps are undetectable.
+"""
+
+from __future__ import annotations
+
+from harness.errors import DecodeError
+from harness.venues._json import (
+    Command,
+    DecCache,
+    as_text,
+    dumps,
+    excerpt,
+    loads,
+    milli_ns,
+    parse_object,
+    str_list,
+    text_of,
+    top_level_str_value,
+)
+from harness.venues.base import (
+    BookMessage,
+    Endpoints,
+    Level,
+    Message,
+    OtherMessage,
+    TradeMessage,
+    Venue,
+)
+from harness.venues.book import BookSession
+
+NAME = "gemini"
+
+ENDPOINTS = Endpoints(
+    ws_prod=("wss://api.gemini.com/v2/marketdata", "wss://api.gemini.com/v1/marketdata"),
+    rest_prod=("https://api.gemini.com/v1", "https://api.gemini.com/v2"),
+    ws_demo=("wss://api.sandbox.gemini.com/v2/marketdata",),
+    rest_demo=("https://api.sandbox.gemini.com/v1",),
+)
+
+_P = DecCache(NAME)
+_Q = DecCache(NAME, 50_000)
+_SIDE = {"buy": "bid", "sell": "ask", "bid": "bid", "ask": "ask"}
+
+
+def _trade(t, name: str = "trade") -> TradeMessage:
+    if type(t) is not dict or type(t.get("symbol")) is not str:
+        raise DecodeError(NAME, "trade needs a symbol")
+    ts = t.get("timestamp")
+    tid = t.get("tid", t.get("event_id"))
+    side = t.get("side")
+    return TradeMessage(
+        type=name,
+        venue_ts_ns=milli_ns(NAME, ts) if ts is not None else None,
+        instrument=t["symbol"],
+        price=_P(text_of(NAME, t.get("price"))),
+        size=_Q(text_of(NAME, t.get("quantity"))),
+        side=side if side in ("buy", "sell") else None,
+        trade_id=None if tid is None else str(tid),
+    )
+
+
+class GeminiVenue(Venue):
+    def classify(self, payload: str | bytes) -> str | None:
+        try:
+            s = as_text(payload)
+            if s.startswith('{"type":"'):
+                j = s.find('"', 9)
+                return s[9:j] if j > 0 else None
+            t = s.lstrip()
+            if t[:1] != "{":
+                return None
+            if t.endswith('"}'):  # sorted keys: "type" is last
+                k = t.rfind('"type":"')
+                if k > 0 and t.find('"', k + 8) == len(t) - 2:
+                    return t[k + 8 : -2]
+            return top_level_str_value(t, "type") or (
+                "error" if top_level_str_value(t, "result") == "error" else None
+            )
+        except Exception:  # noqa: BLE001 - classify never raises
+            return None
+
+    def decode(self, payload: str | bytes) -> list[Message]:
+        obj = loads(NAME, payload)
+        if type(obj) is not dict:
+            raise DecodeError(NAME, "frame is not a JSON object", excerpt(payload))
+        typ = obj.get("type")
+        if typ is None and obj.get("result") == "error":
+            typ = "error"
+        if type(typ) is not str:
+            raise DecodeError(NAME, "frame has no 'type'", excerpt(payload))
+        if typ == "l2_updates":
+            sym = obj.get("symbol")
+            changes = obj.get("changes")
+            if type(sym) is not str or type(changes) is not list:
+                raise DecodeError(NAME, "l2_updates needs symbol and changes", excerpt(payload))
+            levels = []
+            pget, qget = _P._c.get, _Q._c.get
+            for c in changes:
+                if type(c) is not list or len(c) != 3:
+                    raise DecodeError(NAME, "change must be [side, price, qty]")
+                side = _SIDE.get(c[0]) if type(c[0]) is str else None
+                if side is None:
+                    raise DecodeError(NAME, f"bad side {str(c[0])[:20]!r}")
+                pt, qt = c[1], c[2]
+                if type(pt) is not str or type(qt) is not str:
+                    raise DecodeError(NAME, "price/qty must be strings")
+                p = pget(pt)
+                if p is None:
+                    p = _P(pt)
+                q = qget(qt)
+                if q is None:
+                    q = _Q(qt)
+                levels.append(Level(side, p, q, pt, qt))
+            snap = "trades" in obj or "auction_events" in obj
+            out: list[Message] = [BookMessage(type=typ, instrument=sym, snapshot=snap, levels=levels)]
+            trades = obj.get("trades")
+            if trades is not None:
+                if type(trades) is not list:
+                    raise DecodeError(NAME, "'trades' must be a list")
+                out.extend(_trade(t) for t in trades)
+            return out
+        if typ == "trade":
+            return [_trade(obj)]
+        ts = obj.get("timestamp")
+        if ts is None:
+            ts = obj.get("time_ms")
+        return [OtherMessage(type=typ, data=obj, venue_ts_ns=milli_ns(NAME, ts) if type(ts) is int and ts >= 0 else None)]
+
+    # ------------------------------------------------------------- sessions/commands
+
+    def new_session(self) -> GeminiSession:
+        return GeminiSession(self)
+
+    def subscribe_frames(self, channels: list[str], instruments: list[str]) -> list[str]:
+        """One frame: ``{"type":"subscribe","subscriptions":[{"name":"l2","symbols":[...]}]}``."""
+        return [dumps({"type": "subscribe", "subscriptions": [{"name": c, "symbols": list(instruments)} for c in channels]})]
+
+    def unsubscribe_frames(self, channels: list[str], instruments: list[str]) -> list[str]:
+        return [dumps({"type": "unsubscribe", "subscriptions": [{"name": c, "symbols": list(instruments)} for c in channels]})]
+
+    def parse_command(self, text: str | bytes) -> Command:
+        obj = parse_object(NAME, text)
+        action = obj.get("type")
+        if not isinstance(action, str) or not action:
+            raise DecodeError(NAME, "client frame has no 'type'", excerpt(text))
+        subs = obj.get("subscriptions", [])
+        if not isinstance(subs, list):
+            raise DecodeError(NAME, "'subscriptions' must be a list")
+        chans: list[str] = []
+        insts: list[str] = []
+        for s in subs:
+            if not isinstance(s, dict) or not isinstance(s.get("name"), str):
+                raise DecodeError(NAME, "subscription entries need a name")
+            chans.append(s["name"])
+            for i in str_list(NAME, s.get("symbols"), "symbols"):
+                if i not in insts:
+                    insts.append(i)
+        if action in ("subscribe", "unsubscribe") and not chans:
+            raise DecodeError(NAME, f"{action} without subscriptions", excerpt(text))
+        return Command(action=action, channels=chans, instruments=insts, raw=obj)
+
+    def ack_frames(self, cmd: Command) -> list[str]:
+        """Gemini v2 sends no subscribe acknowledgement: the initial ``l2_updates`` per
+        symbol is the first thing a subscriber sees."""
+        return []
+
+    def heartbeat_frame(self, ts_ms: int) -> str:
+        return dumps({"type": "heartbeat", "timestamp": ts_ms})
+
+
+class GeminiSession(BookSession):
+    """Books per symbol; the first ``l2_updates`` for a symbol (and any later one that
+    carries ``trades``/``auction_events``) replaces the book."""
+
+    def _apply(self, m, touched):
+        b = self.book(m.instrument)
+        if m.snapshot or not b.has_snapshot:
+            b.apply_snapshot(m.levels, m.venue_ts_ns)
+        else:
+            b.apply_levels(m.levels, m.venue_ts_ns)
+        if not touched or touched[-1] is not b:
+            touched.append(b)
+        return b
+
+
+VENUE = GeminiVenue(name=NAME, endpoints=ENDPOINTS, ws_path="/v2/marketdata", channels=("l2", "candles_1m"))
