@@ -1,0 +1,701 @@
+"""Impersonation server: plays a recording back to real WebSocket clients as the venues.
+
+    async with ImpersonationServer("rec.db", speed=1, faults="drop=0.01,seed=7") as srv:
+        srv.urls        # {"kalshi": "ws://127.0.0.1:PORT/trade-api/ws/v2", "coinbase": ...}
+        srv.fault_log   # [{"fault": "drop", "venue": ..., "client": 1, "frame_id": 42, ...}]
+        srv.stats       # counters, lateness percentiles
+        await srv.serve_forever()   # or just run clients against srv.urls
+
+URL map (one listener, one path per recorded venue)
+- each venue is served at the path of its recorded URL (``connections.url``), else at the
+  venue's real path: Kalshi ``/trade-api/ws/v2``, Kraken v2 ``/v2`` (v1 ``/``), Gemini
+  ``/v2/marketdata``, Crypto.com ``/exchange/v1/market``, Coinbase and Bitstamp ``/``;
+- when several venues share a path (Coinbase and Bitstamp both at ``/``), each of them is
+  served only at ``/<venue><path>`` (``/coinbase/``, ``/bitstamp/``);
+- ``/<venue><path>`` is accepted for every venue as an alias; any other path gets 404.
+``srv.urls`` (and ``harness serve --urls-file``) give the URL to use per venue.
+
+Handshake: Kalshi needs ``KALSHI-ACCESS-KEY``/``-TIMESTAMP``/``-SIGNATURE``. With
+``auth_key`` (an RSA public or private key, PEM path or object) the RSA-PSS signature of
+``timestamp + "GET" + "/trade-api/ws/v2"`` and the timestamp skew (``max_skew_s``) are
+verified; without it only presence and format (13-digit ms timestamp, base64 signature).
+A refusal is HTTP 401 with ``{"error":{"code":"authentication_error","message":...,
+"details":...}}`` (application/json). Refuse faults answer their status with
+``{"error":{"code":"refused","message":...}}`` (429 adds ``Retry-After: 1``).
+
+Streaming: each client has its own cursor through its venue's recorded inbound frames,
+started when its first subscription is acknowledged, paced by an absolute ``Schedule``
+at ``speed`` (its first frame goes out at once). Recorded disconnects (a connection of
+the venue that closed before the last one, or closed with a code other than 1000, and
+``disconnect`` events) close the client at their recorded time with the recorded code
+(1006: the TCP connection is aborted); the next connection to that venue (same Kalshi key
+id) resumes the recording after that point, as the recorder's reconnect did. At the end
+of the recording the connection closes with 1000 "end of recording", or with ``loop``
+the cursor restarts (subscriptions, sids and seq continue). Kalshi clients get a WS Ping
+with body ``heartbeat`` every ``ping_interval_s / speed`` seconds.
+
+Safety: sends go through websockets' ``write_limit``; a client whose send has been blocked
+for ``slow_client_s`` (it is not reading) is aborted, with the reason in the log and in
+``srv.clients``. Client frames never crash a connection: they get the venue's error reply.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import binascii
+import ipaddress
+import itertools
+import logging
+import os
+import time
+from collections import defaultdict
+from dataclasses import dataclass, field
+from urllib.parse import urlsplit
+
+import orjson
+from websockets.asyncio.server import serve
+from websockets.exceptions import ConnectionClosed
+
+from harness.errors import ConfigError
+from harness.replay.faults import FaultPlan
+from harness.replay.schedule import Schedule, parse_speed, percentiles
+from harness.replay.venue_flows import (
+    KALSHI_CONTROL,
+    KalshiFlow,
+    KalshiSub,
+    VenueTrack,
+    new_flow,
+)
+from harness.store.reader import Filters, Recording
+
+log = logging.getLogger("harness.replay.server")
+
+DEFAULT_PATHS = {
+    "kalshi": "/trade-api/ws/v2",
+    "kraken": "/v2",
+    "gemini": "/v2/marketdata",
+    "cryptocom": "/exchange/v1/market",
+    "coinbase": "/",
+    "bitstamp": "/",
+}
+KALSHI_HEADERS = ("KALSHI-ACCESS-KEY", "KALSHI-ACCESS-TIMESTAMP", "KALSHI-ACCESS-SIGNATURE")
+CHUNK = 1024
+_ABORT_CODES = (1005, 1006, 1015)
+
+
+@dataclass
+class Mark:
+    """A recorded disconnect on the venue's timeline."""
+
+    t: int
+    code: int
+    reason: str
+    conn_id: int | None
+
+
+@dataclass
+class ClientInfo:
+    no: int
+    venue: str
+    path: str
+    key_id: str | None = None
+    frames_sent: int = 0
+    bytes_sent: int = 0
+    commands: int = 0
+    errors: int = 0
+    close_code: int | None = None
+    close_reason: str = ""
+    resumed_at: int | None = None
+    sending_since: float = 0.0
+    schedules: list = field(default_factory=list)
+
+
+def _is_loopback(host: str) -> bool:
+    if host in ("localhost", "localhost.localdomain"):
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def _load_key(key):
+    if key is None:
+        return None
+    if isinstance(key, (str, os.PathLike)) and os.path.exists(key):
+        with open(key, "rb") as f:
+            data = f.read()
+    elif isinstance(key, (bytes, str)):
+        data = key.encode() if isinstance(key, str) else key
+    else:
+        return key  # a cryptography key object
+    from cryptography.hazmat.primitives import serialization
+
+    try:
+        return serialization.load_pem_public_key(data)
+    except ValueError:
+        try:
+            return serialization.load_pem_private_key(data, password=None).public_key()
+        except (ValueError, TypeError):
+            raise ConfigError(f"cannot read an RSA key from {key!r}", hint="pass the PEM public key of the API key") from None
+
+
+class ImpersonationServer:
+    def __init__(
+        self,
+        recording,
+        *,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        speed: float | str | None = 1.0,
+        loop: bool = False,
+        auth_key=None,
+        max_skew_s: float = 5.0,
+        faults: FaultPlan | str | None = None,
+        allow_remote: bool = False,
+        precise: bool = False,
+        write_limit: int = 64 * 1024,
+        slow_client_s: float = 2.0,
+        ping_interval_s: float = 10.0,
+        close_timeout_s: float = 2.0,
+        max_fault_log: int = 1_000_000,
+    ):
+        self.path = os.fspath(recording)
+        self.host = host
+        self.port = port
+        try:
+            self.speed = parse_speed(speed)
+        except ValueError as e:
+            raise ConfigError(str(e), hint="speed 1, 10 or max") from None
+        self.loop = loop
+        self.auth_key = _load_key(auth_key)
+        self.max_skew_ms = int(max_skew_s * 1000)
+        self.plan = FaultPlan.coerce(faults)
+        self.allow_remote = allow_remote
+        self.precise = precise
+        self.write_limit = write_limit
+        self.slow_client_s = slow_client_s
+        self.ping_interval_s = ping_interval_s
+        self.close_timeout_s = close_timeout_s
+        self.max_fault_log = max_fault_log
+        self.fault_log: list[dict] = []
+        self.fault_log_dropped = 0
+        self.warnings: list[str] = []
+        self.tracks: dict[str, VenueTrack] = {}
+        self.routes: dict[str, str] = {}
+        self.urls: dict[str, str] = {}
+        self.clients: list[ClientInfo] = []
+        self._active: set[int] = set()
+        self._client_no = itertools.count(1)
+        self._attempts = 0
+        self._refused = 0
+        self._not_found = 0
+        self._auth_refused = 0
+        self._resume: dict[tuple, int] = {}
+        self._server = None
+        self._tasks: set[asyncio.Task] = set()
+
+    # -- lifecycle -------------------------------------------------------------------------
+    async def start(self) -> ImpersonationServer:
+        if not _is_loopback(self.host):
+            if not self.allow_remote:
+                raise ConfigError(
+                    f"refusing to listen on non-loopback host {self.host!r}",
+                    hint="the impersonation server has no real security; pass --allow-remote if you mean it",
+                )
+            w = f"listening on {self.host}: the impersonation server is reachable from other machines"
+            self.warnings.append(w)
+            log.warning(w)
+        await asyncio.to_thread(self._scan)
+        self._server = await serve(
+            self._handler,
+            self.host,
+            self.port,
+            process_request=self._process_request,
+            ping_interval=None,
+            ping_timeout=None,
+            close_timeout=self.close_timeout_s,
+            write_limit=self.write_limit,
+            compression=None,
+            max_size=2**20,
+        )
+        sock = next(iter(self._server.sockets))
+        self.port = sock.getsockname()[1]
+        host = self.host if ":" not in self.host else f"[{self.host}]"
+        for v, t in self.tracks.items():
+            path = t.path if self.routes.get(t.path) == v else "/" + v + t.path
+            self.urls[v] = f"ws://{host}:{self.port}{path}"
+        return self
+
+    async def close(self) -> None:
+        if self._server is not None:
+            self._server.close()
+            for t in list(self._tasks):
+                t.cancel()
+            await self._server.wait_closed()
+            self._server = None
+
+    async def serve_forever(self) -> None:
+        await self._server.serve_forever()
+
+    async def __aenter__(self):
+        return await self.start()
+
+    async def __aexit__(self, *exc):
+        await self.close()
+
+    # -- recording scan --------------------------------------------------------------------
+    def _scan(self) -> None:
+        with Recording(self.path) as rec:
+            conns = rec.connections()
+            offsets = {s: rec.session_offset_ns(s) for s in rec.session_ids()}
+            for c in conns:
+                v = c["venue"].lower()
+                tr = self.tracks.get(v)
+                if tr is None:
+                    path = DEFAULT_PATHS.get(v, "/")
+                    if c.get("url"):
+                        path = urlsplit(c["url"]).path or "/"
+                    tr = self.tracks[v] = VenueTrack(venue=v, path=path, url=c.get("url"))
+                tr.conn_ids.append(c["id"])
+            counts = dict(rec.db.execute("SELECT conn_id, count(*) FROM frames WHERE dir = 'in' GROUP BY conn_id"))
+            for tr in self.tracks.values():
+                tr.frames = sum(counts.get(c, 0) for c in tr.conn_ids)
+            # recorded disconnects
+            by_id = {c["id"]: c for c in conns}
+            events = rec.events(("disconnect",))
+            for tr in self.tracks.values():
+                last = max(tr.conn_ids, key=lambda i: (by_id[i].get("opened_ns") or 0, i))
+                seen = set()
+                for cid in tr.conn_ids:
+                    c = by_id[cid]
+                    if c.get("closed_ns") is None:
+                        continue
+                    code = c.get("close_code")
+                    if cid == last and code in (None, 1000):
+                        continue
+                    tr.marks.append(Mark(c["closed_ns"], code or 1006, c.get("close_reason") or "", cid))
+                    seen.add(cid)
+                for e in events:
+                    cid = e.get("conn_id")
+                    if cid not in tr.conn_ids or cid in seen:
+                        continue
+                    d = e.get("detail") if isinstance(e.get("detail"), dict) else {}
+                    t = e["t_wall_ns"]
+                    if e.get("t_mono_ns") is not None:
+                        t = e["t_mono_ns"] + offsets.get(e["session_id"], 0)
+                    tr.marks.append(Mark(t, int(d.get("code") or d.get("close_code") or 1006), str(d.get("reason") or ""), cid))
+                    seen.add(cid)
+                tr.marks.sort(key=lambda m: m.t)
+            self._scan_kalshi(rec)
+            self._scan_kraken(rec)
+        # routes
+        by_path = defaultdict(list)
+        for v, tr in self.tracks.items():
+            by_path[tr.path].append(v)
+        for p, vs in by_path.items():
+            if len(vs) == 1:
+                self.routes[p] = vs[0]
+        for v, tr in self.tracks.items():
+            self.routes["/" + v + tr.path] = v
+
+    def _scan_kalshi(self, rec: Recording) -> None:
+        tr = self.tracks.get("kalshi")
+        if tr is None:
+            return
+        import re
+
+        from harness.venues import kalshi
+
+        mkt = re.compile(r'"market_tickers?"\s*:\s*(\[[^\]]*\]|"[^"]*")')
+        ids = ",".join(str(c) for c in tr.conn_ids)
+        for (payload,) in rec.db.execute(f"SELECT payload FROM frames WHERE dir = 'out' AND opcode = 'text' AND conn_id IN ({ids})"):
+            for m in mkt.finditer(payload or ""):
+                try:
+                    v = orjson.loads(m.group(1))
+                except orjson.JSONDecodeError:
+                    continue
+                tr.markets.update([v] if isinstance(v, str) else [x for x in v if isinstance(x, str)])
+        one = re.compile(r'"market_ticker"\s*:\s*"([^"\\]*)"')
+        cur = rec.db.execute(f"SELECT conn_id, payload, type FROM frames WHERE dir = 'in' AND opcode = 'text' AND conn_id IN ({ids})")
+        while True:
+            rows = cur.fetchmany(4096)
+            if not rows:
+                break
+            for cid, payload, typ in rows:
+                if not isinstance(payload, str):
+                    continue
+                m = one.search(payload)
+                if m is not None:
+                    tr.markets.add(m.group(1))
+                if typ is None:
+                    typ = kalshi.classify(payload)
+                if typ == "subscribed":
+                    try:
+                        msg = orjson.loads(payload).get("msg") or {}
+                        tr.sid_channel[(cid, int(msg["sid"]))] = str(msg["channel"])
+                    except (orjson.JSONDecodeError, KeyError, TypeError, ValueError, AttributeError):
+                        pass
+
+    def _scan_kraken(self, rec: Recording) -> None:
+        tr = self.tracks.get("kraken")
+        if tr is None:
+            return
+        ids = ",".join(str(c) for c in tr.conn_ids)
+        for (payload,) in rec.db.execute(
+            f"SELECT payload FROM frames WHERE dir = 'in' AND opcode = 'text' AND conn_id IN ({ids}) ORDER BY id LIMIT 5"
+        ):
+            if isinstance(payload, str) and ('"channel":"status"' in payload or '"systemStatus"' in payload):
+                tr.status_frame = payload
+                return
+
+    # -- faults log ------------------------------------------------------------------------
+    def _log_fault(self, entry: dict) -> None:
+        entry.setdefault("t_ns", time.time_ns())
+        if len(self.fault_log) < self.max_fault_log:
+            self.fault_log.append(entry)
+        else:
+            self.fault_log_dropped += 1
+        log.info("fault %s", orjson.dumps(entry).decode())
+
+    # -- handshake -------------------------------------------------------------------------
+    def _json_response(self, connection, status: int, body: dict, extra_headers: dict | None = None):
+        resp = connection.respond(status, orjson.dumps(body).decode() + "\n")
+        del resp.headers["Content-Type"]
+        resp.headers["Content-Type"] = "application/json"
+        for k, v in (extra_headers or {}).items():
+            resp.headers[k] = v
+        return resp
+
+    def _process_request(self, connection, request):
+        path = request.path.split("?", 1)[0]
+        venue = self.routes.get(path)
+        if venue is None:
+            self._not_found += 1
+            known = ", ".join(sorted(self.routes))
+            return connection.respond(404, f"404 Not Found: no venue at {path}; serving {known}\n")
+        self._attempts += 1
+        status = self.plan.refuse_status(self._attempts) if self.plan else None
+        if status is not None:
+            self._refused += 1
+            self._log_fault({"fault": "refuse", "venue": venue, "client": None, "frame_id": None,
+                             "index": None, "status": status, "attempt": self._attempts})
+            extra = {"Retry-After": "1"} if status == 429 else None
+            return self._json_response(connection, status, {"error": {"code": "refused", "message": f"injected fault: HTTP {status}"}}, extra)
+        if venue == "kalshi":
+            reason = self._kalshi_auth(request)
+            if reason is not None:
+                self._auth_refused += 1
+                log.info("kalshi handshake refused: %s", reason)
+                return self._json_response(
+                    connection, 401,
+                    {"error": {"code": "authentication_error", "message": "authentication failed", "details": reason}},
+                )
+        connection.harness_venue = venue
+        return None
+
+    def _kalshi_auth(self, request) -> str | None:
+        h = request.headers
+        vals = [h.get(k) for k in KALSHI_HEADERS]
+        for k, v in zip(KALSHI_HEADERS, vals, strict=True):
+            if v is None or not v.strip():
+                return f"missing header {k}"
+        key_id, ts, sig = vals
+        if not (ts.isdigit() and ts.isascii() and len(ts) == 13):
+            return f"{KALSHI_HEADERS[1]} must be Unix milliseconds (13 digits), got {ts[:20]!r}"
+        if self.auth_key is None:
+            try:
+                base64.b64decode(sig, validate=True)
+            except (binascii.Error, ValueError):
+                return f"{KALSHI_HEADERS[2]} is not base64"
+            return None
+        from harness.venues import kalshi_auth
+
+        res = kalshi_auth.verify(self.auth_key, dict(h.raw_items()), self.tracks["kalshi"].path,
+                                 now_ms=time.time_ns() // 1_000_000, max_skew_ms=self.max_skew_ms)
+        if not res.ok:
+            return f"{res.reason}{': ' + res.detail if res.detail else ''}"
+        return None
+
+    # -- connections -----------------------------------------------------------------------
+    async def _handler(self, ws) -> None:
+        venue = getattr(ws, "harness_venue", None) or self.routes.get(ws.request.path.split("?", 1)[0])
+        track = self.tracks[venue]
+        key_id = ws.request.headers.get("KALSHI-ACCESS-KEY") if venue == "kalshi" else None
+        client = ClientInfo(next(self._client_no), venue, ws.request.path, key_id)
+        self.clients.append(client)
+        self._active.add(client.no)
+        flow = new_flow(track)
+        go = asyncio.Event()
+        resume_key = (venue, key_id)
+        client.resumed_at = self._resume.pop(resume_key, None)
+        tasks = [asyncio.create_task(self._stream(ws, flow, track, client, go, resume_key)),
+                 asyncio.create_task(self._watchdog(ws, client))]
+        if venue == "kalshi":
+            tasks.append(asyncio.create_task(self._pinger(ws)))
+        self._tasks.update(tasks)
+        try:
+            for text in flow.on_connect():
+                await self._send(ws, client, text)
+            async for msg in ws:
+                replies = flow.on_command(msg)
+                client.commands = flow.commands
+                client.errors = flow.errors
+                for r in replies:
+                    await self._send(ws, client, r)
+                if flow.started and not go.is_set():
+                    go.set()
+        except ConnectionClosed:
+            pass
+        finally:
+            for t in tasks:
+                t.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+            self._tasks.difference_update(tasks)
+            self._active.discard(client.no)
+            if client.close_code is None:
+                rcvd = ws.close_rcvd
+                client.close_code = rcvd.code if rcvd is not None else 1006
+                client.close_reason = client.close_reason or "closed by client"
+
+    async def _send(self, ws, client: ClientInfo, text) -> None:
+        client.sending_since = time.monotonic()
+        await ws.send(text)
+        client.sending_since = 0.0
+
+    async def _close(self, ws, client: ClientInfo, code: int, reason: str) -> None:
+        client.close_code, client.close_reason = code, reason
+        if code in _ABORT_CODES:
+            ws.transport.abort()
+        else:
+            try:
+                await ws.close(code, reason[:120])
+            except Exception:  # noqa: BLE001 - invalid code or dead transport: abort
+                ws.transport.abort()
+
+    async def _watchdog(self, ws, client: ClientInfo) -> None:
+        tick = min(0.25, self.slow_client_s / 4)
+        while True:
+            await asyncio.sleep(tick)
+            s = client.sending_since
+            if s and time.monotonic() - s > self.slow_client_s:
+                buffered = ws.transport.get_write_buffer_size() if ws.transport else 0
+                reason = f"client not reading: send blocked {self.slow_client_s:g}s with {buffered} bytes buffered (write_limit {self.write_limit})"
+                log.warning("client %d (%s): %s; disconnecting", client.no, client.venue, reason)
+                client.close_code, client.close_reason = 1006, reason
+                ws.transport.abort()
+                return
+
+    async def _pinger(self, ws) -> None:
+        interval = self.ping_interval_s / (self.speed or 1.0)
+        while True:
+            await asyncio.sleep(interval)
+            try:
+                await ws.ping(b"heartbeat")
+            except ConnectionClosed:
+                return
+
+    # -- streaming -------------------------------------------------------------------------
+    async def _chunks(self, venue: str, start_after: int | None):
+        rec = Recording(self.path)
+
+        def gen():
+            offsets: dict[int, int] = {}
+            f = Filters(venues=(venue,), dir="in", opcodes=("text", "binary"))
+            for fid, sid, cid, _d, _tw, tm, _op, payload, typ in rec.rows(f):
+                off = offsets.get(sid)
+                if off is None:
+                    off = offsets[sid] = rec.session_offset_ns(sid)
+                t = tm + off
+                if start_after is not None and t <= start_after:
+                    continue
+                yield fid, cid, t, payload, typ
+
+        it = gen()
+
+        def take():
+            return list(itertools.islice(it, CHUNK))
+
+        loop = asyncio.get_running_loop()
+        fut = loop.run_in_executor(None, take)
+        try:
+            while True:
+                chunk = await fut
+                if not chunk:
+                    return
+                fut = loop.run_in_executor(None, take)
+                yield chunk
+        finally:
+            if fut.done():
+                rec.close()
+            else:
+                fut.add_done_callback(lambda _f: rec.close())
+
+    async def _stream(self, ws, flow, track: VenueTrack, client: ClientInfo, go: asyncio.Event, resume_key) -> None:
+        try:
+            await go.wait()
+            await self._stream_inner(ws, flow, track, client, resume_key)
+        except ConnectionClosed:
+            return
+        except asyncio.CancelledError:
+            raise
+        except Exception as e:  # noqa: BLE001 - log, close the client, keep serving the others
+            log.exception("client %d (%s): streaming failed", client.no, client.venue)
+            await self._close(ws, client, 1011, f"internal error: {type(e).__name__}")
+
+    async def _stream_inner(self, ws, flow, track: VenueTrack, client: ClientInfo, resume_key) -> None:
+        speed = self.speed
+        inj = self.plan.injector(track.venue, client.no, self._log_fault) if self.plan else None
+        is_kalshi = isinstance(flow, KalshiFlow)
+        start_after = client.resumed_at
+        match, render, send = flow.match, flow.render, ws.send
+        while True:
+            sched = Schedule(speed, precise=self.precise)
+            client.schedules.append(sched)
+            wait = sched.wait_async
+            marks = [m for m in track.marks if start_after is None or m.t > start_after]
+            next_mark = marks[0].t if marks else None
+            mi = 0
+            first_t = None
+            index = 0
+            held: list[list] = []
+            async for chunk in self._chunks(track.venue, start_after):
+                for fid, cid, t_line, payload, typ in chunk:
+                    if next_mark is not None and t_line >= next_mark:
+                        m = marks[mi]
+                        mi += 1
+                        next_mark = marks[mi].t if mi < len(marks) else None
+                        if first_t is not None:
+                            await wait(m.t)
+                            for h in held:
+                                await send(h[1])
+                            self._resume[resume_key] = m.t
+                            log.info("client %d (%s): recorded disconnect %d at frame after %d", client.no, track.venue, m.code, index)
+                            await self._close(ws, client, m.code, m.reason or "recorded disconnect")
+                            return
+                    h = match(cid, payload, typ)
+                    if h is None:
+                        continue
+                    index += 1
+                    if first_t is None:
+                        first_t = t_line
+                    a = inj.actions(index, t_line - first_t) if inj is not None else None
+                    if a is None:
+                        text = render(h, payload)
+                        if speed is not None:
+                            await wait(t_line)
+                        client.sending_since = time.monotonic()
+                        await send(text)
+                        client.sending_since = 0.0
+                        client.frames_sent += 1
+                    else:
+                        if await self._faulted(ws, flow, client, inj, a, h, fid, index, payload, t_line, wait, held, is_kalshi):
+                            return
+                    if held:
+                        for item in held:
+                            item[0] -= 1
+                        while held and held[0][0] <= 0:
+                            item = held.pop(0)
+                            await send(item[1])
+                            client.frames_sent += 1
+            for item in held:
+                await send(item[1])
+                client.frames_sent += 1
+            if not self.loop:
+                break
+            start_after = None
+        await self._close(ws, client, 1000, "end of recording")
+
+    async def _faulted(self, ws, flow, client, inj, a, h, fid, index, payload, t_line, wait, held, is_kalshi) -> bool:
+        """Apply fault actions to one frame. True when the connection was closed."""
+        sub = h if isinstance(h, KalshiSub) else None
+
+        def rec(kind, **kw):
+            if sub is not None:
+                kw.setdefault("sid", sub.sid)
+            inj.record(kind, fid, index, **kw)
+
+        if a.stall_ns:
+            rec("stall", seconds=a.stall_ns / 1e9)
+            await asyncio.sleep(a.stall_ns / 1e9)
+        if a.disconnect is not None:
+            if self.speed is not None:
+                await wait(t_line)
+            rec("disconnect", code=a.disconnect)
+            await self._close(ws, client, a.disconnect, "injected fault")
+            return True
+        if a.kalshi_error is not None and is_kalshi:
+            text = flow.terminal_error(sub, a.kalshi_error)
+            rec("kalshi_error", code=a.kalshi_error)
+            await self._send(ws, client, text)
+            if a.kalshi_error in flow.k.TERMINAL_ERROR_CODES:
+                return False  # the subscription ended: this frame is not sent
+        if a.bts_reconnect and track_is(flow, "bitstamp"):
+            rec("bts_reconnect")
+            await self._send(ws, client, flow.v.request_reconnect_frame())
+        if a.drop:
+            render = flow.render(h, payload)
+            rec("drop", **({"seq": sub.seq} if sub is not None and '"seq"' in render else {}))
+            return False
+        gap = 0
+        if a.seqgap:
+            gap = 1
+        text = flow.render(h, payload, gap)
+        if a.seqgap:
+            rec("seqgap", **({"seq": sub.seq} if sub is not None else {}))
+        if a.corrupt and isinstance(text, str):
+            text = text[: len(text) // 2]
+            rec("corrupt")
+        if a.hold:
+            held.append([a.hold + 1, text, fid])
+            rec("reorder", after=a.hold, **({"seq": sub.seq} if sub is not None else {}))
+            return False
+        if a.delay_ns:
+            rec("delay", ms=round(a.delay_ns / 1e6, 3))
+            if a.delay_ns > 0:
+                await asyncio.sleep(a.delay_ns / 1e9)
+        if self.speed is not None:
+            await wait(t_line)
+        await self._send(ws, client, text)
+        client.frames_sent += 1
+        if a.dup:
+            rec("dup", **({"seq": sub.seq} if sub is not None else {}))
+            await self._send(ws, client, text)
+            client.frames_sent += 1
+        return False
+
+    # -- reporting -------------------------------------------------------------------------
+    @property
+    def stats(self) -> dict:
+        per = {}
+        lat = []
+        for c in self.clients:
+            p = per.setdefault(c.venue, {"connections": 0, "frames_sent": 0, "commands": 0, "errors": 0, "disconnects": 0})
+            p["connections"] += 1
+            p["frames_sent"] += c.frames_sent
+            p["commands"] += c.commands
+            p["errors"] += c.errors
+            if c.close_code is not None and c.close_reason != "closed by client":
+                p["disconnects"] += 1
+            for s in c.schedules:
+                lat.extend(s.lateness)
+        return {
+            "clients_total": len(self.clients),
+            "clients_active": len(self._active),
+            "handshakes": self._attempts,
+            "refused": self._refused,
+            "auth_refused": self._auth_refused,
+            "not_found": self._not_found,
+            "faults": len(self.fault_log) + self.fault_log_dropped,
+            "venues": per,
+            "lateness": percentiles(lat),
+            "slow_clients": sum(1 for c in self.clients if c.close_reason.startswith("client not reading")),
+        }
+
+
+def track_is(flow, venue: str) -> bool:
+    return getattr(flow, "venue", None) == venue
+
+
+__all__ = ["ImpersonationServer", "ClientInfo", "Mark", "DEFAULT_PATHS", "KALSHI_CONTROL"]

@@ -1,0 +1,534 @@
+"""Per-venue behaviour of the impersonation server: answer client commands as the venue
+does and decide which recorded inbound frames a connection receives.
+
+A *flow* is per client connection:
+
+- ``on_connect() -> [text]``: frames sent right after the handshake (Kraken ``status``).
+- ``on_command(text) -> [text]``: replies to a client frame. Never raises: garbage,
+  binary, wrong types and unknown commands get the venue's error reply.
+- ``started``: True once a subscription was acknowledged (streaming starts then).
+- ``match(conn_id, payload, type) -> handle | None``: whether the recorded frame goes to
+  this client under its current subscriptions (None: skip it).
+- ``render(handle, payload, gap=0) -> text``: the frame as this connection sends it.
+  Kalshi: top-level ``sid`` rewritten to this connection's sid of the channel and ``seq``
+  renumbered from 1 per sid (``gap`` skips numbers); Coinbase Advanced Trade:
+  ``sequence_num`` renumbered from 0 per connection. Only those digits change: every other
+  byte is the recorded one. Calling ``render`` and discarding the text consumes the
+  sequence number (a dropped frame leaves a gap, as on the wire).
+
+Routing of recorded frames
+- Kalshi: by channel (message type -> channel; unknown types by the recorded sid's
+  ``subscribed`` ack) and ``msg.market_ticker`` when the subscription named markets.
+  Recorded ``subscribed``/``ok``/``unsubscribed``/``error`` frames are never streamed.
+- Coinbase, Kraken v2, Bitstamp, Gemini, Crypto.com: by channel only (not by instrument):
+  the top-level ``channel`` (Coinbase AT ``l2_data`` -> ``level2``; Exchange feed
+  ``type``), Bitstamp's full channel name, Gemini ``type`` (``l2_updates``/``trade`` ->
+  ``l2``), Crypto.com ``result.subscription``. Heartbeats are always streamed; recorded
+  acks/status frames never are. Frames that cannot be routed (Kraken v1 arrays, unknown
+  shapes) go to every client that has subscribed to anything.
+
+Adapters written here (missing from the venue modules): Kalshi replies (subscribed, ok,
+unsubscribed, error, list), the per-venue error replies, Coinbase acks via
+``subscriptions_frame``, topic extraction for routing.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from dataclasses import dataclass, field
+
+import orjson
+
+from harness.errors import DecodeError
+from harness.venues import get as get_venue
+from harness.venues._json import top_level_str_value
+
+# --------------------------------------------------------------------------- rewriting
+
+_TOK = re.compile(r'"(?:[^"\\]|\\.)*"|[{}\[\]]')
+_NUM_AFTER = re.compile(r"\s*:\s*(-?\d+)")
+
+
+def top_level_int_spans(text: str, keys: tuple[str, ...]) -> dict[str, tuple[int, int]]:
+    """Spans of the integer values of the given keys of the outermost JSON object (string-
+    and nesting-aware; stops once all keys are found)."""
+    depth = 0
+    found: dict[str, tuple[int, int]] = {}
+    want = len(keys)
+    for m in _TOK.finditer(text):
+        c = text[m.start()]
+        if c == '"':
+            if depth == 1:
+                k = m.group()[1:-1]
+                if k in keys and k not in found:
+                    n = _NUM_AFTER.match(text, m.end())
+                    if n is not None:
+                        found[k] = n.span(1)
+                        if len(found) == want:
+                            break
+        elif c == "{" or c == "[":
+            depth += 1
+        else:
+            depth -= 1
+    return found
+
+
+def replace_spans(text: str, repl: dict[tuple[int, int], int]) -> str:
+    out = text
+    for (a, b), v in sorted(repl.items(), reverse=True):
+        out = out[:a] + str(v) + out[b:]
+    return out
+
+
+def rewrite_sid_seq(text: str, sid: int, next_seq) -> tuple[str, bool]:
+    """Rewrite the top-level ``sid`` to ``sid`` and ``seq`` to ``next_seq()`` (called only if
+    the frame carries a ``seq``). Returns (text, had_seq)."""
+    keys = ("sid", "seq") if '"seq"' in text else ("sid",)
+    spans = top_level_int_spans(text, keys)
+    repl = {}
+    if "sid" in spans:
+        repl[spans["sid"]] = sid
+    had = "seq" in spans
+    if had:
+        repl[spans["seq"]] = next_seq()
+    return (replace_spans(text, repl) if repl else text), had
+
+
+def _dumps(obj) -> str:
+    return orjson.dumps(obj).decode()
+
+
+# --------------------------------------------------------------------------- static info
+
+
+@dataclass
+class VenueTrack:
+    """What the server knows about one recorded venue (built once at start)."""
+
+    venue: str
+    path: str
+    conn_ids: list[int] = field(default_factory=list)
+    url: str | None = None
+    markets: set[str] = field(default_factory=set)  # Kalshi market tickers seen
+    sid_channel: dict[tuple[int, int], str] = field(default_factory=dict)  # (conn, sid) -> channel
+    marks: list = field(default_factory=list)  # recorded disconnects, sorted by t_line
+    status_frame: str | None = None  # Kraken: recorded first status frame
+    frames: int = 0
+
+
+# --------------------------------------------------------------------------- Kalshi
+
+KALSHI_TYPE_CHANNEL = {
+    "orderbook_snapshot": "orderbook_delta",
+    "orderbook_delta": "orderbook_delta",
+    "ticker": "ticker",
+    "ticker_v2": "ticker",
+    "trade": "trade",
+    "fill": "fill",
+    "market_position": "market_positions",
+    "market_lifecycle_v2": "market_lifecycle_v2",
+    "event_lifecycle": "market_lifecycle_v2",
+    "multivariate_lookup": "multivariate_market_lifecycle",
+    "multivariate_market_lifecycle": "multivariate_market_lifecycle",
+    "user_order": "user_orders",
+    "order_group_updates": "order_group_updates",
+    "cfbenchmarks_value": "cfbenchmarks_value",
+    "pyth_value": "pyth_value",
+    "rfq_created": "communications",
+    "rfq_deleted": "communications",
+    "quote_created": "communications",
+    "quote_accepted": "communications",
+    "quote_executed": "communications",
+}
+KALSHI_CONTROL = frozenset({"subscribed", "unsubscribed", "ok", "error", "list_subscriptions"})
+_MKT = re.compile(r'"market_ticker"\s*:\s*"([^"\\]*)"')
+_SID = re.compile(r'"sid"\s*:\s*(\d+)')
+
+
+class KalshiSub:
+    __slots__ = ("sid", "channel", "markets", "seq")
+
+    def __init__(self, sid: int, channel: str, markets: set[str] | None):
+        self.sid = sid
+        self.channel = channel
+        self.markets = markets  # None: all markets
+        self.seq = 0
+
+    def next_seq(self) -> int:
+        self.seq += 1
+        return self.seq
+
+
+class KalshiFlow:
+    venue = "kalshi"
+
+    def __init__(self, track: VenueTrack):
+        from harness.venues import kalshi
+
+        self.k = kalshi
+        self.track = track
+        self.started = False
+        self.next_sid = 1
+        self.by_channel: dict[str, KalshiSub] = {}
+        self.by_sid: dict[int, KalshiSub] = {}
+        self.commands = 0
+        self.errors = 0
+
+    def on_connect(self) -> list[str]:
+        return []
+
+    # -- replies ------------------------------------------------------------------------
+    def error(self, cid, code: int, detail: str | None = None, **extra) -> str:
+        self.errors += 1
+        msg = {"code": code, "msg": self.k.ERROR_CODES.get(code, ("error",))[0]}
+        if detail:
+            msg["msg"] = f"{msg['msg']}: {detail}"[:300]
+        msg.update(extra)
+        obj = {"id": cid, "type": "error", "msg": msg} if cid else {"type": "error", "msg": msg}
+        return _dumps(obj)
+
+    def on_command(self, payload) -> list[str]:
+        self.commands += 1
+        if not isinstance(payload, str):
+            return [self.error(None, 1, "binary frames are not commands")]
+        try:
+            cmd = self.k.parse_command(payload)
+        except self.k.CommandError as e:
+            cid = e.command.id if e.command is not None else _peek_id(payload)
+            return [self.error(cid, e.code, str(e.message).split(": ", 1)[-1][:200])]
+        except DecodeError as e:
+            return [self.error(_peek_id(payload), 1, e.message[:200])]
+        try:
+            return getattr(self, "_cmd_" + cmd.cmd)(cmd)
+        except Exception as e:  # noqa: BLE001 - a client frame must never crash the server
+            return [self.error(cmd.id, 17, f"{type(e).__name__}")]
+
+    def _cmd_subscribe(self, cmd) -> list[str]:
+        tickers = cmd.tickers
+        out = []
+        if tickers:
+            unknown = [t for t in tickers if t not in self.track.markets]
+            for t in unknown:
+                out.append(self.error(cmd.id, 16, None, market_ticker=t))
+            tickers = [t for t in tickers if t in self.track.markets]
+            if not tickers:
+                return out
+        wanted = set(tickers) if tickers else None
+        for ch in cmd.params.channels:
+            sub = self.by_channel.get(ch)
+            if sub is None:
+                sub = KalshiSub(self.next_sid, ch, wanted)
+                self.next_sid += 1
+                self.by_channel[ch] = sub
+                self.by_sid[sub.sid] = sub
+            elif sub.markets is not None:  # repeating a subscribe adds tickers (idempotent)
+                if wanted is None:
+                    sub.markets = None
+                else:
+                    sub.markets |= wanted
+            obj = {"type": "subscribed", "msg": {"channel": ch, "sid": sub.sid}}
+            if cmd.id:
+                obj = {"id": cmd.id, **obj}
+            out.append(_dumps(obj))
+        self.started = True
+        return out
+
+    def _cmd_unsubscribe(self, cmd) -> list[str]:
+        out = []
+        for sid in cmd.target_sids:
+            sub = self.by_sid.pop(sid, None)
+            if sub is None:
+                out.append(self.error(cmd.id, 7, f"sid {sid}"))
+                continue
+            self.by_channel.pop(sub.channel, None)
+            obj = {"sid": sid, "seq": sub.next_seq(), "type": "unsubscribed"}
+            if cmd.id:
+                obj = {"id": cmd.id, **obj}
+            out.append(_dumps(obj))
+        return out
+
+    def _cmd_update_subscription(self, cmd) -> list[str]:
+        sid = cmd.target_sids[0]
+        sub = self.by_sid.get(sid)
+        if sub is None:
+            return [self.error(cmd.id, 7, f"sid {sid}")]
+        p = cmd.params
+        tickers = cmd.tickers
+        if p.action in ("add_markets", "delete_markets", "get_snapshot"):
+            unknown = [t for t in tickers if t not in self.track.markets]
+            if unknown:
+                return [self.error(cmd.id, 16, None, market_ticker=unknown[0])]
+            if p.action == "add_markets":
+                if sub.markets is not None:
+                    sub.markets |= set(tickers)
+            elif p.action == "delete_markets":
+                if sub.markets is None:
+                    sub.markets = set(self.track.markets)
+                sub.markets -= set(tickers)
+        msg = {}
+        if not p.skip_ticker_ack:
+            msg["market_tickers"] = sorted(sub.markets if sub.markets is not None else self.track.markets)
+        obj = {"id": cmd.id, "sid": sid, "seq": sub.next_seq(), "type": "ok", "msg": msg}
+        if not cmd.id:
+            del obj["id"]
+        return [_dumps(obj)]
+
+    def _cmd_list_subscriptions(self, cmd) -> list[str]:
+        obj = {"id": cmd.id, "type": "ok", "msg": [{"channel": s.channel, "sid": s.sid} for s in self.by_sid.values()]}
+        if not cmd.id:
+            del obj["id"]
+        return [_dumps(obj)]
+
+    # -- streaming --------------------------------------------------------------------------
+    def match(self, conn_id: int, payload, typ: str | None):
+        if not self.by_channel or payload.__class__ is not str:
+            return None
+        if typ is None:
+            typ = self.k.classify(payload)
+        ch = KALSHI_TYPE_CHANNEL.get(typ)
+        if ch is None:
+            if typ in KALSHI_CONTROL:
+                return None
+            m = _SID.search(payload)
+            if m is None:
+                return None
+            ch = self.track.sid_channel.get((conn_id, int(m.group(1))))
+            if ch is None:
+                return None
+        sub = self.by_channel.get(ch)
+        if sub is None:
+            return None
+        if sub.markets is not None:
+            m = _MKT.search(payload)
+            if m is not None and m.group(1) not in sub.markets:
+                return None
+        return sub
+
+    def render(self, sub: KalshiSub, payload: str, gap: int = 0) -> str:
+        if gap:
+            def nxt():
+                sub.seq += 1 + gap
+                return sub.seq
+        else:
+            nxt = sub.next_seq
+        return rewrite_sid_seq(payload, sub.sid, nxt)[0]
+
+    def terminal_error(self, sub: KalshiSub, code: int) -> str:
+        """An error frame for ``sub``; terminal codes end the subscription."""
+        text = self.error(None, code, None, sid=sub.sid)
+        if code in self.k.TERMINAL_ERROR_CODES:
+            self.by_channel.pop(sub.channel, None)
+            self.by_sid.pop(sub.sid, None)
+        return text
+
+
+def _peek_id(payload):
+    m = re.search(r'"id"\s*:\s*(\d+)', payload) if isinstance(payload, str) else None
+    return int(m.group(1)) if m else None
+
+
+# --------------------------------------------------------------------------- exchanges
+
+ALWAYS = "\0always"
+CONTROL = "\0control"
+
+_CB_AT = {"l2_data": "level2", "subscriptions": CONTROL, "heartbeats": "heartbeats"}
+_CB_EX = {"snapshot": "level2", "l2update": "level2", "match": "matches", "last_match": "matches",
+          "subscriptions": CONTROL, "error": CONTROL}
+_GEM = {"l2_updates": "l2", "trade": "l2", "heartbeat": ALWAYS, "error": CONTROL}
+
+
+def _topic_coinbase(s: str) -> str | None:
+    ch = top_level_str_value(s, "channel")
+    if ch is not None:
+        return _CB_AT.get(ch, ch)
+    t = top_level_str_value(s, "type")
+    return _CB_EX.get(t, t) if t is not None else None
+
+
+def _topic_kraken(s: str) -> str | None:
+    if s[:1] == "[":
+        return None  # v1 arrays: stream to every subscriber
+    ch = top_level_str_value(s, "channel")
+    if ch is not None:
+        if ch == "heartbeat":
+            return ALWAYS
+        if ch == "status":
+            return CONTROL
+        return ch
+    if top_level_str_value(s, "method") is not None:
+        return CONTROL
+    ev = top_level_str_value(s, "event")
+    if ev == "heartbeat":
+        return ALWAYS
+    if ev is not None:
+        return CONTROL
+    return None
+
+
+def _topic_bitstamp(s: str) -> str | None:
+    ev = top_level_str_value(s, "event")
+    if ev in ("bts:subscription_succeeded", "bts:unsubscription_succeeded", "bts:heartbeat", "bts:error"):
+        return CONTROL
+    if ev == "bts:request_reconnect":
+        return ALWAYS
+    return top_level_str_value(s, "channel")
+
+
+def _topic_gemini(s: str) -> str | None:
+    t = top_level_str_value(s, "type")
+    if t is None:
+        return None
+    return _GEM.get(t, t[: -len("_updates")] if t.endswith("_updates") else t)
+
+
+def _topic_cryptocom(s: str) -> str | None:
+    m = top_level_str_value(s, "method")
+    if m == "public/heartbeat":
+        return ALWAYS
+    if m == "subscribe":
+        sub = top_level_str_value(s, "subscription")
+        if sub is None:
+            i = s.find('"subscription"')
+            if i < 0:
+                return CONTROL  # a bare ack
+            from harness.venues._json import str_value
+
+            sub = str_value(s, "subscription")
+        return sub
+    return CONTROL if m is not None else None
+
+
+_TOPIC = {"coinbase": _topic_coinbase, "kraken": _topic_kraken, "bitstamp": _topic_bitstamp,
+          "gemini": _topic_gemini, "cryptocom": _topic_cryptocom}
+
+
+class ExchangeFlow:
+    """Coinbase, Kraken, Bitstamp, Gemini, Crypto.com (see the module docstring)."""
+
+    def __init__(self, track: VenueTrack):
+        self.venue = track.venue
+        self.track = track
+        self.v = get_venue(track.venue)
+        self.topic = _TOPIC.get(self.venue, lambda s: None)
+        self.keys: set[str] = set()
+        self.subs: dict[str, list[str]] = {}  # channel -> instruments (for Coinbase acks)
+        self.started = False
+        self.seq = -1  # Coinbase AT sequence_num, from 0 per connection
+        self.commands = 0
+        self.errors = 0
+
+    def on_connect(self) -> list[str]:
+        if self.venue == "kraken":
+            if self.track.status_frame is not None:
+                return [self.track.status_frame]
+            return [self.v.status_frame(version=1 if self.track.path != "/v2" else 2)]
+        return []
+
+    def error(self, message: str, cmd=None) -> str:
+        self.errors += 1
+        v = self.venue
+        message = message[:200]
+        if v == "coinbase":
+            return _dumps({"type": "error", "message": message})
+        if v == "kraken":
+            obj = {"error": message, "success": False}
+            if cmd is not None:
+                obj["method"] = cmd.action
+                if cmd.id is not None:
+                    obj["req_id"] = cmd.id
+            return _dumps(obj)
+        if v == "bitstamp":
+            return _dumps({"event": "bts:error", "channel": "", "data": {"code": None, "message": message}})
+        if v == "cryptocom":
+            return _dumps({"id": cmd.id if cmd is not None and cmd.id is not None else -1, "code": 10004,
+                           "method": cmd.action if cmd is not None else "", "message": message})
+        return _dumps({"type": "error", "reason": "InvalidRequest", "message": message})
+
+    def _keys(self, cmd) -> set[str]:
+        if self.venue == "bitstamp":
+            ch = cmd.params.get("channel")
+            return {ch} if ch else set()
+        if self.venue == "cryptocom":
+            return set(cmd.params.get("channel_names") or cmd.channels)
+        if self.venue == "coinbase":
+            return {"level2" if c == "level2_batch" else c for c in cmd.channels}
+        return set(cmd.channels)
+
+    def on_command(self, payload) -> list[str]:
+        self.commands += 1
+        if not isinstance(payload, str):
+            return [self.error("binary frames are not commands")]
+        try:
+            cmd = self.v.parse_command(payload)
+        except DecodeError as e:
+            return [self.error(e.message)]
+        except Exception as e:  # noqa: BLE001 - a client frame must never crash the server
+            return [self.error(f"{type(e).__name__}: {e}")]
+        try:
+            return self._answer(cmd)
+        except Exception as e:  # noqa: BLE001
+            return [self.error(f"{type(e).__name__}: {e}", cmd)]
+
+    def _answer(self, cmd) -> list[str]:
+        a = cmd.action
+        if a in ("subscribe", "unsubscribe"):
+            keys = self._keys(cmd)
+            for ch in cmd.channels:
+                cur = self.subs.setdefault(ch, [])
+                if a == "subscribe":
+                    cur.extend(i for i in cmd.instruments if i not in cur)
+                else:
+                    self.subs[ch] = [i for i in cur if i not in cmd.instruments]
+                    if not self.subs[ch] or not cmd.instruments:
+                        self.subs.pop(ch, None)
+            if a == "subscribe":
+                self.keys |= keys
+                self.started = True
+            else:
+                self.keys -= keys
+            return self._acks(cmd)
+        if self.venue == "cryptocom" and a == "public/respond-heartbeat":
+            return []
+        if self.venue == "kraken" and a == "ping":
+            now = time.time_ns()
+            return self.v.ack_frames(cmd, t_in_ns=now, t_out_ns=now)
+        if self.venue == "bitstamp" and a == "heartbeat":
+            return self.v.ack_frames(cmd)
+        return [self.error(f"unknown or unsupported command {a!r}", cmd)]
+
+    def _acks(self, cmd) -> list[str]:
+        if self.venue == "coinbase":
+            if cmd.params.get("feed") == "exchange":
+                return [self.v.exchange_subscriptions_frame(self.subs)]
+            self.seq += 1
+            return [self.v.subscriptions_frame(self.subs, sequence_num=self.seq, ts_ns=time.time_ns())]
+        if self.venue == "kraken":
+            now = time.time_ns()
+            return self.v.ack_frames(cmd, t_in_ns=now, t_out_ns=now)
+        return self.v.ack_frames(cmd)
+
+    def match(self, conn_id: int, payload, typ: str | None):
+        if not self.started:
+            return None
+        if payload.__class__ is not str:
+            return True
+        t = self.topic(payload)
+        if t is None or t is ALWAYS:
+            return True
+        if t is CONTROL:
+            return None
+        return True if t in self.keys else None
+
+    def render(self, handle, payload, gap: int = 0):
+        if self.venue == "coinbase" and payload.__class__ is str and '"sequence_num"' in payload:
+            spans = top_level_int_spans(payload, ("sequence_num",))
+            if spans:
+                self.seq += 1 + gap
+                return replace_spans(payload, {spans["sequence_num"]: self.seq})
+        return payload
+
+
+def new_flow(track: VenueTrack):
+    return KalshiFlow(track) if track.venue == "kalshi" else ExchangeFlow(track)
