@@ -52,6 +52,7 @@ class ReplayStats:
     speed: float | None = None
     lateness: dict = field(default_factory=dict)
     interrupted: bool = False
+    bad_rows: list = field(default_factory=list)  # ids of rows skipped as unplaceable
 
     def as_dict(self) -> dict:
         span = ((self.last_t_ns - self.first_t_ns) / 1e9) if self.frames else 0.0
@@ -63,19 +64,31 @@ class ReplayStats:
             "speed": "max" if self.speed is None else self.speed,
             "lateness": self.lateness,
             "interrupted": self.interrupted,
+            "bad_rows": {"count": len(self.bad_rows), "first_ids": self.bad_rows[:10]},
         }
 
 
-def timeline(rec: Recording, filters: Filters | None = None):
+def timeline(rec: Recording, filters: Filters | None = None, bad_rows: list | None = None):
     """(t_line_ns, Frame) in receive order; t_line is monotonic time shifted onto wall time
-    per session, the clock the schedule runs on."""
+    per session, the clock the schedule runs on.
+
+    A row whose times are not integers (a damaged or hand-edited recording) cannot be
+    placed on the timeline: it is skipped and its id appended to ``bad_rows``."""
     offsets: dict[int, int] = {}
     cv = rec.conn_venue
     for fid, sid, cid, d, tw, tm, op, payload, typ in rec.rows(filters):
         off = offsets.get(sid)
         if off is None:
             off = offsets[sid] = rec.session_offset_ns(sid)
-        yield tm + off, Frame(cv.get(cid, "?"), cid, d, tw, tm, op, payload, typ, fid, sid)
+        try:
+            t_line = tm + off
+            if tw.__class__ is not int:
+                raise TypeError
+        except TypeError:
+            if bad_rows is not None:
+                bad_rows.append(fid)
+            continue
+        yield t_line, Frame(cv.get(cid, "?"), cid, d, tw, tm, op, payload, typ, fid, sid)
 
 
 def replay(
@@ -98,7 +111,7 @@ def replay(
     n = 0
     start = time.perf_counter()
     try:
-        for t_line, f in timeline(rec, filters):
+        for t_line, f in timeline(rec, filters, stats.bad_rows):
             if n == 0:
                 stats.first_t_ns = t_line
             if speed is not None:

@@ -67,13 +67,16 @@ def inspect_recording(rec: Recording, *, gap_threshold_s: float = 5.0, max_gaps:
                                                      "first_in": None, "last_in": None, "session": None})
     sess_frames: dict[int, int] = defaultdict(int)
     for sid, cid, d, n, nbytes, first, last in db.execute(
-        "SELECT session_id, conn_id, dir, count(*), coalesce(sum(size), 0), min(t_wall_ns), max(t_wall_ns)"
+        "SELECT session_id, conn_id, dir, count(*), coalesce(sum(size), 0),"
+        # times that are not integers (a damaged recording) are left out of spans and rates
+        " min(CASE WHEN typeof(t_wall_ns) = 'integer' THEN t_wall_ns END),"
+        " max(CASE WHEN typeof(t_wall_ns) = 'integer' THEN t_wall_ns END)"
         " FROM frames GROUP BY session_id, conn_id, dir"
     ):
         c = per_conn[cid]
         c["session"] = sid
         c[d if d in ("in", "out") else "out"] += n
-        c["bytes"] += nbytes
+        c["bytes"] += int(nbytes) if isinstance(nbytes, (int, float)) else 0
         c["first"] = first if c["first"] is None else min(c["first"], first)
         c["last"] = last if c["last"] is None else max(c["last"], last)
         if d == "in":
@@ -177,7 +180,7 @@ def inspect_recording(rec: Recording, *, gap_threshold_s: float = 5.0, max_gaps:
         "SELECT conn_id, session_id, prev_id, id, prev_wall, t_wall_ns, t_mono_ns - prev_mono FROM ("
         " SELECT conn_id, session_id, id, t_wall_ns, t_mono_ns,"
         "  LAG(id) OVER w AS prev_id, LAG(t_wall_ns) OVER w AS prev_wall, LAG(t_mono_ns) OVER w AS prev_mono"
-        " FROM frames WHERE dir = 'in' WINDOW w AS (PARTITION BY conn_id ORDER BY t_mono_ns, id))"
+        " FROM frames WHERE dir = 'in' AND typeof(t_mono_ns) = 'integer' AND typeof(t_wall_ns) = 'integer' WINDOW w AS (PARTITION BY conn_id ORDER BY t_mono_ns, id))"
         " WHERE prev_mono IS NOT NULL AND t_mono_ns - prev_mono > ? ORDER BY prev_wall, conn_id",
         (thr_ns,),
     )

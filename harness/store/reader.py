@@ -149,7 +149,9 @@ class Recording:
     def session_offset_ns(self, session_id: int) -> int:
         """wall - mono of the session's first frame: maps its monotonic clock onto wall time."""
         row = self.db.execute(
-            "SELECT t_wall_ns - t_mono_ns FROM frames WHERE session_id = ? ORDER BY t_mono_ns, id LIMIT 1", (session_id,)
+            "SELECT t_wall_ns - t_mono_ns FROM frames WHERE session_id = ? AND typeof(t_wall_ns) = 'integer'"
+            " AND typeof(t_mono_ns) = 'integer' ORDER BY t_mono_ns, id LIMIT 1",
+            (session_id,),
         ).fetchone()
         return row[0] if row else 0
 
