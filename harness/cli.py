@@ -23,7 +23,9 @@ COMMANDS = {
     "inspect": "inspect",
     "replay": "replay",
     "show": "show",
+    "serve": "serve",
     "diff": "diff",
+    "record": "record",
 }
 
 

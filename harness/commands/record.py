@@ -1,0 +1,80 @@
+"""``harness record``: record Kalshi and BTC spot exchange WebSockets into a recording."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import sys
+
+import click
+
+from harness.errors import AuthError, HarnessError
+
+
+def load_kalshi_credentials(env=None):
+    """Credentials from KALSHI_API_KEY_ID / KALSHI_PRIVATE_KEY_PATH; ``AuthError`` (exit 2)
+    with both names when missing or unreadable; warnings printed (key readable by others)."""
+    from harness.venues import kalshi_auth
+
+    env = os.environ if env is None else env
+    try:
+        creds = kalshi_auth.credentials_from_env(env)
+    except AuthError as e:
+        raise AuthError(
+            f"cannot record Kalshi: {e.message}",
+            hint="set KALSHI_API_KEY_ID to your API key id and KALSHI_PRIVATE_KEY_PATH to its RSA private key "
+                 "PEM file (or record only exchanges: drop --kalshi-series/--kalshi-market)",
+        ) from None
+    for w in creds.warnings:
+        click.echo(f"warning: {w}", err=True)
+    return creds
+
+
+@click.command("record")
+@click.option("-o", "--output", help="recording file to write (created or appended)")
+@click.option("--kalshi-series", multiple=True, help="Kalshi series to follow, e.g. KXBTC15M (repeatable or comma-separated)")
+@click.option("--kalshi-market", multiple=True, help="a Kalshi market ticker to record for the whole run (repeatable)")
+@click.option("--kalshi-channels", default=None, help="Kalshi channels [orderbook_delta,ticker,trade,market_lifecycle_v2]")
+@click.option("--exchanges", default=None, help="spot exchanges, comma-separated ('' for none) [coinbase,kraken,bitstamp,gemini,cryptocom]")
+@click.option("--duration", default=None, help="stop after this long (15m, 30s, 2h); default: until Ctrl-C")
+@click.option("--env", type=click.Choice(["prod", "demo"]), default=None, help="Kalshi environment [prod]")
+@click.option("--config", "config_path", type=click.Path(dir_okay=False), help="TOML config file (see harness/config.py)")
+@click.option("--url", "urls", multiple=True, metavar="VENUE=URL", help="WebSocket URL override (repeatable)")
+@click.option("--rest-url", "rest_urls", multiple=True, metavar="kalshi=URL", help="Kalshi REST base URL override")
+@click.option("--decode/--no-decode", default=None, help="keep venue books while recording (findings become events)")
+@click.option("--status/--no-status", default=None, help="live status line [on when stderr is a terminal]")
+@click.option("--seed", type=int, default=None, help="seed the backoff jitter (reproducible reconnect timing)")
+def command(output, kalshi_series, kalshi_market, kalshi_channels, exchanges, duration, env, config_path,
+            urls, rest_urls, decode, status, seed):
+    """Record every WebSocket frame (both directions, control frames too) from Kalshi and the
+    BTC spot exchanges into a recording, reconnecting through errors, until --duration
+    or Ctrl-C (once: finish cleanly; twice: exit at once).
+
+    Kalshi credentials come from KALSHI_API_KEY_ID and KALSHI_PRIVATE_KEY_PATH."""
+    from harness.config import build_config
+    from harness.live.manager import run_record
+
+    cfg = build_config(
+        output=output, config_path=config_path, kalshi_series=list(kalshi_series), kalshi_markets=list(kalshi_market),
+        kalshi_channels=[kalshi_channels] if kalshi_channels else None, exchanges=exchanges, duration=duration,
+        env=env, urls=list(urls), rest_urls=list(rest_urls), decode=decode,
+    )
+    if seed is not None:
+        cfg.backoff.seed = seed
+    creds = load_kalshi_credentials() if "kalshi" in cfg.venues else None
+    click.echo(f"recording {', '.join(cfg.venues)} to {cfg.output}"
+               + (f" for {cfg.duration_s:g}s" if cfg.duration_s else " until Ctrl-C"), err=True)
+    try:
+        result = asyncio.run(run_record(cfg, credentials=creds, install_signals=True, status=status))
+    except KeyboardInterrupt:  # signal handlers not installable: still a clean exit
+        click.echo("interrupted", err=True)
+        return
+    for name, s in result.stats.items():
+        line = f"  {name}: {s.frames_in:,} messages, {s.connects} connection(s), {s.reconnects} reconnect(s)"
+        if s.fatal:
+            line += f"  FAILED: {s.fatal}"
+        click.echo(line, err=True)
+    click.echo(f"wrote {result.frames_written:,} frames to {cfg.output} (stopped: {result.stopped_by})", err=True)
+    if result.stats and all(s.fatal for s in result.stats.values()):
+        raise HarnessError("every venue failed; see the messages above")
+    sys.stdout.flush()
