@@ -65,7 +65,7 @@ def run() -> list[Row]:
             t = time.perf_counter()
             reps = 3
             for _ in range(reps):
-                for vname, conn, payload in small:
+                for _venue, conn, payload in small:
                     v.classify(payload)
                     sessions[conn].feed(payload)
             el_small = (time.perf_counter() - t) / reps
