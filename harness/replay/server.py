@@ -455,8 +455,7 @@ class ImpersonationServer:
             self._tasks.difference_update(tasks)
             self._active.discard(client.no)
             if client.close_code is None:
-                rcvd = ws.close_rcvd
-                client.close_code = rcvd.code if rcvd is not None else 1006
+                client.close_code = ws.close_code if ws.close_code is not None else 1006
                 client.close_reason = client.close_reason or "closed by client"
 
     async def _send(self, ws, client: ClientInfo, text) -> None:

@@ -151,6 +151,8 @@ async def collect(url, send=(), headers=None, *, limit: int | None = None, timeo
                 async for m in ws:
                     got.append((time.perf_counter(), m))
                     if limit is not None and len(got) >= limit:
+                        code = "limit"
+                        ws.transport.abort()  # don't wait for a close handshake behind unread data
                         break
         except ConnectionClosed:
             pass
