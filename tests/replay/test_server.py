@@ -198,7 +198,7 @@ async def test_kalshi_command_errors(rec, key):
                         acks += 1
                         sids.add(d["msg"]["sid"])
             assert sids == {1}
-            await ws.send('{"id":2000,"cmd":"update_subscription","params":{"sids":[1],"action":"add_markets","market_tickers":["%s"]}}' % M2)
+            await ws.send(json.dumps({"id": 2000, "cmd": "update_subscription", "params": {"sids": [1], "action": "add_markets", "market_tickers": [M2]}}))
             async with asyncio.timeout(5):
                 while True:
                     d = json.loads(await ws.recv())
@@ -291,7 +291,7 @@ async def test_remote_host_needs_flag(rec):
 
 async def test_recorded_disconnect_and_resume(tmp_path, key):
     p = tmp_path / "disc.db"
-    frames = build_recording(p, kalshi_disconnect=True)
+    build_recording(p, kalshi_disconnect=True)
     async with ImpersonationServer(p, speed=10) as srv:
         h = sign_headers(key, key_id="same")
         t = time.perf_counter()
