@@ -228,18 +228,33 @@ class Rollover:
 
     async def refresh(self) -> bool:
         """Rediscover the series' open markets; False (and an ``error`` event) on failure."""
-        from harness.venues.kalshi_markets import open_markets
+        from harness.venues.kalshi_markets import parse_ticker
 
         now = self.clock.now_ns()
         self._last_refresh = now
         self._next_poll = now + self.poll_ns
         self.refreshes += 1
         found: dict[str, int | None] = {}
+        # Before a close, the next market is not open yet (it opens at that close, with its
+        # strike): ask for the unopened ones too and take those opening within the lead.
+        closing = any(c is not None and c - self.lead_ns <= now for c in self.markets.values()) or not self.markets
         try:
             for s in self.series:
-                ms = await self.rest.markets(series=s, status="open")
-                for m in open_markets(ms, s, now):
-                    found[m.ticker] = m.close_ns
+                ms = list(await self.rest.markets(series=s, status="open"))
+                if closing:
+                    ms += await self.rest.markets(series=s, status="unopened")
+                for m in ms:
+                    if not m.ticker.startswith(s + "-") or m.status in ("closed", "settled", "determined", "finalized"):
+                        continue
+                    o, c = m.open_ns, m.close_ns
+                    if c is None:
+                        try:
+                            c = parse_ticker(m.ticker).close_ns
+                        except Exception:  # noqa: BLE001 - an unusual ticker: keep it without a close
+                            c = None
+                    if (c is not None and c <= now) or (o is not None and o > now + self.lead_ns):
+                        continue
+                    found[m.ticker] = c
         except (RestError, HarnessError) as e:
             self.failures += 1
             self.event("error", {"venue": "kalshi", "phase": "rest", "error": str(e)[:500]})
