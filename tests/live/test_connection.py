@@ -309,3 +309,26 @@ async def test_handshake_errors_are_recorded_and_retried(tmp_path, status):
     assert result.stats["gemini"].connects == 1 and result.stats["gemini"].fatal is None
     errs = [json.loads(r[0]) for r in db_rows(cfg.output, "SELECT detail FROM events WHERE kind='error'")]
     assert [e["status"] for e in errs] == [status, status] and errs[0]["body"] == "slow down"
+
+
+async def test_large_compressed_snapshot_and_status_line(tmp_path, capsys):
+    big = json.dumps({"channel": "l2_data", "events": [{"type": "snapshot", "updates": [
+        {"side": "bid", "price_level": f"{60000 + i * 0.01:.2f}", "new_quantity": "0.12345678"} for i in range(80_000)]}]})
+    assert len(big) > 5 * 2**20
+
+    async def script(conn):
+        await conn.expect_json(type="subscribe", channel="level2")
+        await conn.send(big)
+        await conn.send('{"channel":"heartbeats"}')
+        await hold(conn)
+
+    async with WsServer(script) as srv:
+        cfg = rcfg(tmp_path, [vcfg("coinbase", srv.url)])
+        stop = asyncio.Event()
+        task = asyncio.ensure_future(run_record(cfg, stop=stop, status=True))
+        await stop_when(stop, lambda: srv.conns and len(srv.conns[0].sent) == 2)
+        await asyncio.sleep(0.05)
+        await task
+    assert "permessage-deflate" in srv.handshakes[0].get("Sec-WebSocket-Extensions", "")
+    assert inbound_text(cfg.output) == [big, '{"channel":"heartbeats"}']
+    assert "coinbase" in capsys.readouterr().err  # the status table rendered
