@@ -38,8 +38,16 @@ def build_filters(rec: Recording, venue, type_, dir_, t_from, t_to) -> Filters:
 @click.option("--from", "t_from", help="start: Unix s, ISO 8601, or +30s from the first frame")
 @click.option("--to", "t_to", help="end (exclusive), same forms as --from")
 @click.option("--json", "as_json", is_flag=True, help="print a JSON summary")
-def command(recording, speed, precise, venue, type_, dir_, t_from, t_to, as_json):
-    """Replay RECORDING in receive order at --speed and summarise what was delivered."""
+@click.option("--no-pipeline", is_flag=True, help="only deliver frames: skip the BRTI proxy / signals pipeline")
+@click.option("--out", "out", type=click.Path(dir_okay=False),
+              help="write the pipeline's index_values/signals/settlements to this separate SQLite file")
+@click.option("--min-venues", type=click.IntRange(min=1), default=None,
+              help="fewer admitted venues makes the index invalid (default 2; 1 for single-venue recordings)")
+def command(recording, speed, precise, venue, type_, dir_, t_from, t_to, as_json, no_pipeline, out, min_venues):
+    """Replay RECORDING in receive order at --speed and summarise what was delivered.
+
+    The frames also run through the pipeline (venue books -> BRTI proxy at 5 Hz ->
+    fair value -> signals); its summary is printed at the end (--no-pipeline skips it)."""
     try:
         spd = parse_speed(speed)
     except ValueError as e:
@@ -48,28 +56,132 @@ def command(recording, speed, precise, venue, type_, dir_, t_from, t_to, as_json
 
     with Recording(recording) as rec:
         filters = build_filters(rec, venue, type_, dir_, t_from, t_to)
-        sink = CountingSink(classify=venues.classify)
-        total = rec.count(filters)
-        if sys.stderr.isatty() and not as_json:
-            from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeRemainingColumn
+        sink = counter = CountingSink(classify=venues.classify)
+        pipe = None
+        if not no_pipeline:
+            pipe = _make_pipeline(recording, out, min_venues)
+            pipe.attach_http(rec.http())
+            sink = _Tee(counter, pipe)
+        elif out:
+            raise ConfigError("--out needs the pipeline", hint="drop --no-pipeline")
+        try:
+            total = rec.count(filters)
+            if sys.stderr.isatty() and not as_json:
+                from rich.progress import (
+                    BarColumn,
+                    MofNCompleteColumn,
+                    Progress,
+                    TimeRemainingColumn,
+                )
 
-            with Progress("[progress.description]{task.description}", BarColumn(), MofNCompleteColumn(),
-                          TimeRemainingColumn(), transient=True) as prog:
-                task = prog.add_task(f"replay {recording}", total=total)
-                stats = replay(rec, sink, speed=spd, filters=filters, precise=precise,
-                               progress=lambda n: prog.update(task, completed=n))
-        else:
-            stats = replay(rec, sink, speed=spd, filters=filters, precise=precise)
+                with Progress("[progress.description]{task.description}", BarColumn(), MofNCompleteColumn(),
+                              TimeRemainingColumn(), transient=True) as prog:
+                    task = prog.add_task(f"replay {recording}", total=total)
+                    stats = replay(rec, sink, speed=spd, filters=filters, precise=precise,
+                                   progress=lambda n: prog.update(task, completed=n))
+            else:
+                stats = replay(rec, sink, speed=spd, filters=filters, precise=precise)
+        except BaseException:
+            if pipe is not None and pipe.log is not None:
+                pipe.log.abort()  # no half-written session log under the final name
+            raise
     summary = stats.as_dict()
     summary["recording"] = recording
     summary["first_frame"] = fmt_ns(stats.first_t_ns)
     summary["by_type"] = [
-        {"venue": v, "dir": d, "type": t, "frames": n} for (v, d, t), n in sorted(sink.by_type.items(), key=lambda kv: (kv[0][0], kv[0][1], str(kv[0][2])))
+        {"venue": v, "dir": d, "type": t, "frames": n} for (v, d, t), n in sorted(counter.by_type.items(), key=lambda kv: (kv[0][0], kv[0][1], str(kv[0][2])))
     ]
+    if pipe is not None:
+        pipe.finish()
+        summary["pipeline"] = pipe.summary()
+        if out:
+            summary["pipeline"]["out"] = out
     if as_json:
         click.echo(json.dumps(summary, indent=2))
         return
     _print_summary(summary)
+    if pipe is not None:
+        _print_pipeline(summary["pipeline"])
+
+
+class _Tee:
+    """Deliver each frame to the frame counter and the pipeline."""
+
+    def __init__(self, counter, pipe):
+        self.counter, self.pipe = counter, pipe
+        self._a, self._b = counter.on_frame, pipe.on_frame
+
+    def on_frame(self, f) -> None:
+        self._a(f)
+        self._b(f)
+
+
+def _make_pipeline(recording: str, out: str | None, min_venues: int | None):
+    import dataclasses
+
+    from harness.pipeline import PipelineConfig
+    from harness.pipeline.output import SessionLog
+    from harness.pipeline.stages import Pipeline
+
+    cfg = PipelineConfig()
+    if min_venues is not None:
+        cfg = dataclasses.replace(cfg, brti=dataclasses.replace(cfg.brti, min_venues=min_venues))
+    log = None
+    if out:
+        from harness import __version__
+
+        log = SessionLog(out, recording=recording, meta={
+            "recording": recording, "harness_version": __version__,
+            "config": {r["section"] + "." + r["name"]: r["value"] for r in cfg.describe()},
+        })
+    pipe = Pipeline(cfg, log=log)
+    if log is not None:
+        log.set_meta({"book_levels": {"band": pipe.band, "min_levels": pipe.min_levels, "max_levels": pipe.max_levels}})
+    return pipe
+
+
+def _fmt_px(v) -> str:
+    return "-" if v is None else f"{v:,.2f}"
+
+
+def _print_pipeline(p: dict) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    con = Console()
+    ix = p["index"]
+    con.print(
+        f"[bold]index[/bold] (BRTI proxy, {ix['cadence_ms']:.0f} ms cadence): {ix['ticks']} ticks, {ix['valid']} valid, "
+        f"{ix['published']} published; first {_fmt_px(ix['first'])} ({fmt_ns(ix['first_ts_ns'])}), "
+        f"last {_fmt_px(ix['last'])} ({fmt_ns(ix['last_ts_ns'])}), min {_fmt_px(ix['min'])}, max {_fmt_px(ix['max'])}; "
+        f"baseline last {_fmt_px(ix['baseline_last'])}"
+    )
+    used = ", ".join(
+        f"{v} ({d['instrument']}: {d['ticks_used']} ticks" + (", excluded " + ", ".join(f"{k} {n}" for k, n in d["excluded"].items()) if d["excluded"] else "") + ")"
+        for v, d in ix["venues"].items()
+    )
+    con.print(f"venues used: {used or 'none'} (min_venues {ix['min_venues']})")
+    if p["signals"]:
+        t = Table("time (UTC)", "market", "side", "price", "fair", "edge", "quote age s", "index move", title="signals")
+        for s in p["signals"]:
+            t.add_row(fmt_ns(s["ts_ns"]), s["ticker"], s["side"], f"{s['price']:.4f}", f"{s['fair']:.4f}",
+                      f"{s['edge']:+.4f}", f"{s['quote_age_ns'] / 1e9:.1f}",
+                      "-" if s["index_move"] is None else f"{s['index_move']:+.2f}")
+        con.print(t)
+    else:
+        con.print("signals: none")
+    if p["settlements"]:
+        t = Table("market", "settled on", "proxy 60 s avg", "error", "baseline avg", "error", "n", "outcome", title="settlements")
+        for e in p["settlements"]:
+            t.add_row(e["ticker"], _fmt_px(e["settlement_value"]), _fmt_px(e["proxy_avg"]),
+                      "-" if e["proxy_error"] is None else f"{e['proxy_error']:+.2f}", _fmt_px(e["baseline_avg"]),
+                      "-" if e["baseline_error"] is None else f"{e['baseline_error']:+.2f}", str(e["proxy_n"]),
+                      f"{e['result'] or '?'} / proxy {e['proxy_outcome'] or '?'}")
+        con.print(t)
+    if p.get("decode_errors"):
+        con.print(f"decode errors: {p['decode_errors']}")
+    if p.get("out"):
+        con.print(f"session log written to {p['out']}")
 
 
 def _print_summary(s: dict) -> None:
