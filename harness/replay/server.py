@@ -474,13 +474,23 @@ class ImpersonationServer:
                 ws.transport.abort()
 
     async def _watchdog(self, ws, client: ClientInfo) -> None:
+        """Abort a client whose writes stay paused (write buffer above ``write_limit``)
+        without any progress for ``slow_client_s``. Costs nothing per frame."""
         tick = min(0.25, self.slow_client_s / 4)
+        since = None
+        sent = -1
         while True:
             await asyncio.sleep(tick)
+            now = time.monotonic()
             s = client.sending_since
-            if s and time.monotonic() - s > self.slow_client_s:
+            blocked = getattr(ws, "paused", False) or (s and now - s > self.slow_client_s)
+            if not blocked or client.frames_sent != sent:
+                since = now if blocked else None
+                sent = client.frames_sent
+                continue
+            if now - since > self.slow_client_s:
                 buffered = ws.transport.get_write_buffer_size() if ws.transport else 0
-                reason = f"client not reading: send blocked {self.slow_client_s:g}s with {buffered} bytes buffered (write_limit {self.write_limit})"
+                reason = f"client not reading: send blocked {now - since:.1f}s with {buffered} bytes buffered (write_limit {self.write_limit})"
                 log.warning("client %d (%s): %s; disconnecting", client.no, client.venue, reason)
                 client.close_code, client.close_reason = 1006, reason
                 ws.transport.abort()
@@ -496,35 +506,49 @@ class ImpersonationServer:
                 return
 
     # -- streaming -------------------------------------------------------------------------
-    async def _chunks(self, venue: str, start_after: int | None):
+    async def _chunks(self, venue: str, start_after: int | None, threaded: bool = True):
+        """Chunks of (frame_id, conn_id, t_line, payload, type).
+
+        ``threaded`` (unpaced): the SQLite reads run in a worker thread one chunk ahead.
+        Paced: they run in the loop (about a millisecond per chunk, once per CHUNK frames,
+        off the p99): a worker thread would contend for the GIL with the timer and make
+        frames late, which matters more for the precise (spinning) timer."""
         rec = Recording(self.path)
-
-        def gen():
-            offsets: dict[int, int] = {}
-            f = Filters(venues=(venue,), dir="in", opcodes=("text", "binary"))
-            for fid, sid, cid, _d, _tw, tm, _op, payload, typ in rec.rows(f):
-                off = offsets.get(sid)
-                if off is None:
-                    off = offsets[sid] = rec.session_offset_ns(sid)
-                t = tm + off
-                if start_after is not None and t <= start_after:
-                    continue
-                yield fid, cid, t, payload, typ
-
-        it = gen()
+        offsets = {s: rec.session_offset_ns(s) for s in rec.session_ids()}
+        it = rec.rows(Filters(venues=(venue,), dir="in", opcodes=("text", "binary")))
 
         def take():
             return list(itertools.islice(it, CHUNK))
 
+        if not threaded:
+            try:
+                while True:
+                    rows = take()
+                    if not rows:
+                        return
+                    out = []
+                    for fid, sid, cid, _d, _tw, tm, _op, payload, typ in rows:
+                        t = tm + offsets[sid]
+                        if start_after is None or t > start_after:
+                            out.append((fid, cid, t, payload, typ))
+                    yield out
+            finally:
+                rec.close()
         loop = asyncio.get_running_loop()
         fut = loop.run_in_executor(None, take)
         try:
             while True:
-                chunk = await fut
-                if not chunk:
+                rows = await fut
+                if not rows:
                     return
                 fut = loop.run_in_executor(None, take)
-                yield chunk
+                out = []
+                for fid, sid, cid, _d, _tw, tm, _op, payload, typ in rows:
+                    t = tm + offsets[sid]
+                    if start_after is not None and t <= start_after:
+                        continue
+                    out.append((fid, cid, t, payload, typ))
+                yield out
         finally:
             if fut.done():
                 rec.close()
@@ -549,6 +573,24 @@ class ImpersonationServer:
         is_kalshi = isinstance(flow, KalshiFlow)
         start_after = client.resumed_at
         match, render, send = flow.match, flow.render, ws.send
+        # Unpaced: frames are written in batches inside one send_context (one transport
+        # write and one drain per batch instead of per frame); flow control still applies.
+        batch: list = []
+        batch_bytes = 0
+        protocol = ws.protocol
+
+        async def flush():
+            nonlocal batch, batch_bytes
+            if batch:
+                out, batch, batch_bytes = batch, [], 0
+                async with ws.send_context():
+                    for t in out:
+                        if t.__class__ is str:
+                            protocol.send_text(t.encode())
+                        else:
+                            protocol.send_binary(t)
+                client.frames_sent += len(out)
+
         while True:
             sched = Schedule(speed, precise=self.precise)
             client.schedules.append(sched)
@@ -559,18 +601,19 @@ class ImpersonationServer:
             first_t = None
             index = 0
             held: list[list] = []
-            async for chunk in self._chunks(track.venue, start_after):
+            async for chunk in self._chunks(track.venue, start_after, threaded=speed is None):
                 for fid, cid, t_line, payload, typ in chunk:
                     if next_mark is not None and t_line >= next_mark:
                         m = marks[mi]
                         mi += 1
                         next_mark = marks[mi].t if mi < len(marks) else None
                         if first_t is not None:
+                            await flush()
                             await wait(m.t)
                             for h in held:
                                 await send(h[1])
                             self._resume[resume_key] = m.t
-                            log.info("client %d (%s): recorded disconnect %d at frame after %d", client.no, track.venue, m.code, index)
+                            log.info("client %d (%s): recorded disconnect %d after data frame %d", client.no, track.venue, m.code, index)
                             await self._close(ws, client, m.code, m.reason or "recorded disconnect")
                             return
                     h = match(cid, payload, typ)
@@ -582,22 +625,28 @@ class ImpersonationServer:
                     a = inj.actions(index, t_line - first_t) if inj is not None else None
                     if a is None:
                         text = render(h, payload)
-                        if speed is not None:
+                        if speed is None:
+                            batch.append(text)
+                            batch_bytes += len(text)
+                            if batch_bytes >= 65536 or len(batch) >= 256:
+                                await flush()
+                        else:
                             await wait(t_line)
-                        client.sending_since = time.monotonic()
-                        await send(text)
-                        client.sending_since = 0.0
-                        client.frames_sent += 1
+                            await send(text)
+                            client.frames_sent += 1
                     else:
+                        await flush()
                         if await self._faulted(ws, flow, client, inj, a, h, fid, index, payload, t_line, wait, held, is_kalshi):
                             return
                     if held:
+                        await flush()
                         for item in held:
                             item[0] -= 1
                         while held and held[0][0] <= 0:
                             item = held.pop(0)
                             await send(item[1])
                             client.frames_sent += 1
+                await flush()
             for item in held:
                 await send(item[1])
                 client.frames_sent += 1

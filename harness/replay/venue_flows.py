@@ -146,6 +146,10 @@ _MKT = re.compile(r'"market_ticker"\s*:\s*"([^"\\]*)"')
 _SID = re.compile(r'"sid"\s*:\s*(\d+)')
 
 
+# Fast path: ``{"type":"...","sid":N[,"seq":N]`` at the very start is top-level by construction.
+_HEAD = re.compile(r'\{\s*"type"\s*:\s*"([a-z0-9_]+)"\s*,\s*"sid"\s*:\s*(\d+)\s*(?:,\s*"seq"\s*:\s*(\d+)\s*)?[,}]')
+
+
 class KalshiSub:
     __slots__ = ("sid", "channel", "markets", "seq")
 
@@ -174,6 +178,7 @@ class KalshiFlow:
         self.by_sid: dict[int, KalshiSub] = {}
         self.commands = 0
         self.errors = 0
+        self._head: tuple = (None, None)
 
     def on_connect(self) -> list[str]:
         return []
@@ -284,7 +289,11 @@ class KalshiFlow:
     def match(self, conn_id: int, payload, typ: str | None):
         if not self.by_channel or payload.__class__ is not str:
             return None
-        if typ is None:
+        hm = _HEAD.match(payload)
+        self._head = (payload, hm)
+        if hm is not None:
+            typ = hm.group(1)
+        elif typ is None:
             typ = self.k.classify(payload)
         ch = KALSHI_TYPE_CHANNEL.get(typ)
         if ch is None:
@@ -306,6 +315,14 @@ class KalshiFlow:
         return sub
 
     def render(self, sub: KalshiSub, payload: str, gap: int = 0) -> str:
+        last, hm = self._head
+        if last is payload and hm is not None and (hm.group(3) is not None or '"seq"' not in payload):
+            a, b = hm.span(2)
+            if hm.group(3) is None:
+                return payload[:a] + str(sub.sid) + payload[b:]
+            sub.seq += 1 + gap
+            c, d = hm.span(3)
+            return payload[:a] + str(sub.sid) + payload[b:c] + str(sub.seq) + payload[d:]
         if gap:
             def nxt():
                 sub.seq += 1 + gap
