@@ -401,8 +401,8 @@ class Pipeline:
                 if not m.has_strike:
                     continue
             pairs.append((m.quote(), self._fair(m, value, sigma, b)))
-        if not pairs:
-            return
+        # called on every valid tick, markets or not: the detector keeps the index history
+        # it looks up the index at a quote's last update in
         for s in self.detector.on_tick(b, value, b, sigma, pairs):
             self.signals.append(s)
             if self.log is not None:
