@@ -347,3 +347,31 @@ def test_cli_serve_writes_urls(rec, tmp_path):
         proc.terminate()
         out, err = proc.communicate(timeout=10)
     assert "kalshi" in out and "/trade-api/ws/v2" in out
+
+
+@pytest.mark.realdata
+def test_rewrite_on_real_kalshi_frames(realdata):
+    from harness.replay.venue_flows import KalshiFlow, KalshiSub, VenueTrack
+
+    flow = KalshiFlow(VenueTrack("kalshi", KALSHI_PATH))
+    n = 0
+    for line in (realdata / "kalshi_frames.jsonl").read_text().splitlines():
+        text = json.loads(line)["frame"]
+        try:
+            orig = json.loads(text)
+        except json.JSONDecodeError:
+            continue
+        if not isinstance(orig, dict) or "sid" not in orig:
+            continue
+        sub = KalshiSub(77, "x", None)
+        flow._head = (None, None)
+        slow = flow.render(sub, text)
+        flow.by_channel = {"x": sub}
+        sub2 = KalshiSub(77, "x", None)
+        flow.match(1, text, None)  # primes the fast path
+        fast = flow.render(sub2, text)
+        want = dict(orig, sid=77, **({"seq": 1} if "seq" in orig else {}))
+        assert json.loads(slow) == want and fast == slow
+        assert len(slow) - len(text) == (len("77") - len(str(orig["sid"]))) + (len("1") - len(str(orig.get("seq", ""))) if "seq" in orig else 0)
+        n += 1
+    assert n > 20
