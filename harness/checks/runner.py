@@ -311,6 +311,7 @@ class Runner:
             s = getattr(c, "series", None)
             if s:
                 series[c.name] = s
+        series["reconnects"] = [e["t_wall_ns"] for e in self.ctx.events if e.get("kind") == "reconnect" and e.get("t_wall_ns")]
         return Report(self.ctx.path, results, self.frames, time.perf_counter() - self._t0, self.config, series, time.time_ns())
 
     # the replay core calls close() at the end; finish() is explicit
