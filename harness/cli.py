@@ -26,6 +26,7 @@ COMMANDS = {
     "serve": "serve",
     "diff": "diff",
     "record": "record",
+    "check": "check",
 }
 
 
