@@ -183,6 +183,7 @@ class Pipeline:
         self._max: float | None = None
         self._venues_used: Counter = Counter()
         self.finished = False
+        self.tick_hook: Any = None  # optional callable(tick, baseline) after each tick
 
     # ------------------------------------------------------------------ input
 
@@ -390,6 +391,8 @@ class Pipeline:
             self.ticks.append(row)
         if self.log is not None:
             self.log.index(row)
+        if self.tick_hook is not None:
+            self.tick_hook(tick, base)
         if value is None:
             return
         pairs = []
