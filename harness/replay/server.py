@@ -506,54 +506,30 @@ class ImpersonationServer:
                 return
 
     # -- streaming -------------------------------------------------------------------------
-    async def _chunks(self, venue: str, start_after: int | None, threaded: bool = True):
-        """Chunks of (frame_id, conn_id, t_line, payload, type).
+    async def _chunks(self, venue: str, start_after: int | None):
+        """Chunks of (frame_id, conn_id, t_line, payload, type), read in the event loop.
 
-        ``threaded`` (unpaced): the SQLite reads run in a worker thread one chunk ahead.
-        Paced: they run in the loop (about a millisecond per chunk, once per CHUNK frames,
-        off the p99): a worker thread would contend for the GIL with the timer and make
-        frames late, which matters more for the precise (spinning) timer."""
+        Reads run in the loop (about a millisecond per CHUNK frames, off the p99). A worker
+        thread reading ahead gained nothing measurable at --speed max (bench_serve) and
+        contended for the GIL with the pacing timer; it also left a SQLite cursor live in
+        another thread while the loop could close its connection."""
         rec = Recording(self.path)
         offsets = {s: rec.session_offset_ns(s) for s in rec.session_ids()}
         it = rec.rows(Filters(venues=(venue,), dir="in", opcodes=("text", "binary")))
-
-        def take():
-            return list(itertools.islice(it, CHUNK))
-
-        if not threaded:
-            try:
-                while True:
-                    rows = take()
-                    if not rows:
-                        return
-                    out = []
-                    for fid, sid, cid, _d, _tw, tm, _op, payload, typ in rows:
-                        t = tm + offsets[sid]
-                        if start_after is None or t > start_after:
-                            out.append((fid, cid, t, payload, typ))
-                    yield out
-            finally:
-                rec.close()
-        loop = asyncio.get_running_loop()
-        fut = loop.run_in_executor(None, take)
         try:
             while True:
-                rows = await fut
+                rows = list(itertools.islice(it, CHUNK))
                 if not rows:
                     return
-                fut = loop.run_in_executor(None, take)
                 out = []
                 for fid, sid, cid, _d, _tw, tm, _op, payload, typ in rows:
                     t = tm + offsets[sid]
-                    if start_after is not None and t <= start_after:
-                        continue
-                    out.append((fid, cid, t, payload, typ))
+                    if start_after is None or t > start_after:
+                        out.append((fid, cid, t, payload, typ))
                 yield out
+                await asyncio.sleep(0)  # let other clients and the timer run between chunks
         finally:
-            if fut.done():
-                rec.close()
-            else:
-                fut.add_done_callback(lambda _f: rec.close())
+            rec.close()
 
     async def _stream(self, ws, flow, track: VenueTrack, client: ClientInfo, go: asyncio.Event, resume_key) -> None:
         try:
@@ -601,7 +577,7 @@ class ImpersonationServer:
             first_t = None
             index = 0
             held: list[list] = []
-            async for chunk in self._chunks(track.venue, start_after, threaded=speed is None):
+            async for chunk in self._chunks(track.venue, start_after):
                 for fid, cid, t_line, payload, typ in chunk:
                     if next_mark is not None and t_line >= next_mark:
                         m = marks[mi]
