@@ -187,7 +187,7 @@ class FormatCheck(BaseCheck):
         for sf in res.findings:
             blame = "frame" if frame_side else "spec"
             if blame == "spec":
-                why = "spec disagrees with a real frame that decodes with the harness model"
+                why = "the frame decodes with the harness model: the spec is stricter than, or behind, the traffic"
                 if sf.kind == "extra_field":
                     why = "the spec does not declare a field real frames carry (spec omission or new field)"
             else:
