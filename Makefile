@@ -20,6 +20,7 @@ venv: $(STAMP)
 
 replay: $(STAMP)
 	$(PY) -m harness replay $(SAMPLE)
+	$(PY) -m harness check $(SAMPLE)
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check harness tests
