@@ -23,7 +23,7 @@ replay: $(STAMP)
 	$(PY) -m harness check $(SAMPLE)
 
 lint: $(STAMP)
-	$(VENV)/bin/ruff check harness tests
+	$(VENV)/bin/ruff check harness tests bench fixtures
 
 test: $(STAMP) lint
 	$(VENV)/bin/pytest -q
