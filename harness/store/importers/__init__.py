@@ -532,3 +532,42 @@ def abort_writer(writer) -> None:
         writer.close()
     except Exception:
         pass
+
+
+_RECORD_DECODER = None
+
+
+def json_error(path: str, lineno: int, line: bytes) -> ImportFormatError:
+    """The error for a line msgspec could not decode, with the stdlib's column number (and
+    a proper message for lone surrogates, which msgspec reports as 'truncated')."""
+    import json
+
+    try:
+        json.loads(line)
+    except ValueError as e:
+        msg = getattr(e, "msg", str(e))
+        pos = getattr(e, "pos", None)
+        where = f" at column {pos + 1}" if pos is not None else ""
+        return ImportFormatError(path, lineno, f"not valid JSON: {msg}{where} (line starts {line[:60]!r})")
+    return ImportFormatError(path, lineno, "string is not valid Unicode (lone surrogate escape)")
+
+
+def iter_json_objects(path: str, noun: str = "record") -> Iterator[tuple[int, dict]]:
+    """``(line_number, object)`` for every non-blank JSON Lines line, floats as Decimal.
+    A line that is not JSON, or JSON but not an object, raises ImportFormatError naming it."""
+    global _RECORD_DECODER
+    import msgspec
+
+    if _RECORD_DECODER is None:
+        _RECORD_DECODER = msgspec.json.Decoder(float_hook=Decimal)
+    decode = _RECORD_DECODER.decode
+    for lineno, line in iter_lines(path):
+        if not line or line.isspace():
+            continue
+        try:
+            rec = decode(line)
+        except msgspec.DecodeError:
+            raise json_error(path, lineno, line) from None
+        if type(rec) is not dict:
+            raise ImportFormatError(path, lineno, f"{noun} is a JSON {type(rec).__name__}, not an object")
+        yield lineno, rec

@@ -41,11 +41,8 @@ Times: ``ts`` is converted from its decimal text exactly (``1618678132.358447`` 
 
 from __future__ import annotations
 
-import json
 import os
 from decimal import Decimal
-
-import msgspec
 
 from harness.errors import ImportFormatError
 from harness.store.importers import (
@@ -56,6 +53,7 @@ from harness.store.importers import (
     Pacer,
     abort_writer,
     decode_line,
+    iter_json_objects,
     iter_lines,
     seconds_to_ns,
     venue_from_exchange,
@@ -64,19 +62,7 @@ from harness.store.importers import (
 )
 from harness.store.writer import RecordingWriter, payload_size
 
-_DECODER = msgspec.json.Decoder(float_hook=Decimal)
 _KINDS = ("header", "connect", "send", "recv", "http", "close", "disconnect")
-
-
-def _json_error(path: str, lineno: int, line: bytes) -> ImportFormatError:
-    try:
-        json.loads(line)
-    except ValueError as e:
-        msg = getattr(e, "msg", str(e))
-        pos = getattr(e, "pos", None)
-        where = f" at column {pos + 1}" if pos is not None else ""
-        return ImportFormatError(path, lineno, f"not valid JSON: {msg}{where} (line starts {line[:60]!r})")
-    return ImportFormatError(path, lineno, "string is not valid Unicode (lone surrogate escape)")
 
 
 def _ns(path: str, lineno: int, rec: dict, key: str = "ts") -> int:
@@ -125,15 +111,7 @@ def import_format2(path: str, recording: str, *, classify=None) -> FileResult:
     last_ns = None
     ok = False
     try:
-        for lineno, line in iter_lines(path):
-            if not line or line.isspace():
-                continue
-            try:
-                rec = _DECODER.decode(line)
-            except msgspec.DecodeError:
-                raise _json_error(path, lineno, line) from None
-            if type(rec) is not dict:
-                raise ImportFormatError(path, lineno, f"record is a JSON {type(rec).__name__}, not an object")
+        for lineno, rec in iter_json_objects(path, "record"):
             kind = rec.get("t")
             if writer is None:
                 # first record: open the session

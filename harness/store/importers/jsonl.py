@@ -39,15 +39,17 @@ import binascii
 import os
 from decimal import Decimal
 
-import msgspec
-
 from harness.errors import ImportFormatError
 from harness.frame import OPCODES
-from harness.store.importers import FileResult, Pacer, abort_writer, iter_lines, seconds_to_ns
-from harness.store.importers.cryptofeed import _json_error
+from harness.store.importers import (
+    FileResult,
+    Pacer,
+    abort_writer,
+    iter_json_objects,
+    seconds_to_ns,
+)
 from harness.store.writer import RecordingWriter, payload_size
 
-_DECODER = msgspec.json.Decoder(float_hook=Decimal)
 _SCALARS = (str, int, Decimal, bool, type(None))
 
 
@@ -73,15 +75,7 @@ def import_jsonl(path: str, recording: str, *, classify=None) -> FileResult:
     last_ns = None
     ok = False
     try:
-        for lineno, line in iter_lines(path):
-            if not line or line.isspace():
-                continue
-            try:
-                rec = _DECODER.decode(line)
-            except msgspec.DecodeError:
-                raise _json_error(path, lineno, line) from None
-            if type(rec) is not dict:
-                raise ImportFormatError(path, lineno, f"line is a JSON {type(rec).__name__}, not an object")
+        for lineno, rec in iter_json_objects(path, "line"):
             try:
                 venue = rec["venue"]
                 d = rec["dir"]
