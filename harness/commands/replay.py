@@ -65,8 +65,8 @@ def command(recording, speed, precise, venue, type_, dir_, t_from, t_to, as_json
         elif out:
             raise ConfigError("--out needs the pipeline", hint="drop --no-pipeline")
         try:
-            total = rec.count(filters)
             if sys.stderr.isatty() and not as_json:
+                total = rec.count(filters)  # a full scan: only the progress bar needs it
                 from rich.progress import (
                     BarColumn,
                     MofNCompleteColumn,
