@@ -6,7 +6,7 @@ STAMP  := $(VENV)/.installed
 SAMPLE ?= recordings/sample.db
 NAME   ?= $(shell date -u +%Y%m%dT%H%M%SZ)
 
-.PHONY: all venv replay test lint bench record sample clean
+.PHONY: all venv replay test lint bench record sample soak clean
 
 all: test
 
@@ -35,11 +35,14 @@ record: $(STAMP)
 	$(PY) -m harness record --kalshi-series KXBTC15M --exchanges coinbase,kraken,bitstamp,gemini,cryptocom \
 	  --duration 15m -o recordings/live-$(NAME).db
 
-# The interim sample: our own hand-made frames (fixtures/make_sample_frames.py), imported.
+# The committed samples are simulated (harness simulate, fixed seeds); see recordings/README.md.
 sample: $(STAMP)
-	$(PY) fixtures/make_sample_frames.py
-	rm -f $(SAMPLE)
-	$(PY) -m harness import jsonl fixtures/sample_frames.jsonl -o $(SAMPLE)
+	$(PY) -m harness simulate -o $(SAMPLE) --minutes 20 --seed 20261125
+	$(PY) -m harness simulate -o recordings/faults.db --minutes 4 --seed 7 --faults default
+
+# Ten minutes of simulated traffic at 10x through the server with faults, recorded live with checks.
+soak: $(STAMP)
+	$(PY) -m bench.soak
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache

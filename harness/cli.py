@@ -27,6 +27,7 @@ COMMANDS = {
     "diff": "diff",
     "record": "record",
     "check": "check",
+    "simulate": "simulate",
 }
 
 
