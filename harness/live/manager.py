@@ -53,6 +53,7 @@ class Recorder:
         clock=None,
         rng: random.Random | None = None,
         writer=None,
+        observer=None,
     ):
         self.cfg = cfg
         self.credentials = credentials
@@ -67,6 +68,10 @@ class Recorder:
             os.makedirs(os.path.dirname(os.path.abspath(cfg.output)), exist_ok=True)
             writer = RecordingWriter(cfg.output, mode="live", config=cfg.to_json(),
                                      source="harness record: " + ",".join(cfg.venues), classify=venues.classify)
+        if observer is not None:  # live checks / --via-server see every write as it happens
+            from harness.live.observe import ObservedWriter
+
+            writer = ObservedWriter(writer, observer)
         self.writer = writer
         self.conns: dict[str, VenueConnection] = {}
         self.rest: KalshiRest | None = None
@@ -232,10 +237,13 @@ async def run_record(
     install_signals: bool = False,
     status: bool | None = None,
     stop: asyncio.Event | None = None,
+    observer=None,
 ) -> RecordResult:
     """Record until the duration ends, ``stop`` is set, a signal arrives or every venue
-    has failed for good. Returns per-venue stats; the recording is closed on return."""
-    rec = Recorder(cfg, credentials=credentials, clock=clock, rng=rng)
+    has failed for good. Returns per-venue stats; the recording is closed on return.
+    ``observer`` (see ``harness.live.observe``) is told of every frame, connection, event and
+    HTTP exchange as it is written."""
+    rec = Recorder(cfg, credentials=credentials, clock=clock, rng=rng, observer=observer)
     if stop is not None:
         rec.stop = stop
     loop = asyncio.get_running_loop()

@@ -1,0 +1,91 @@
+"""Watch what the recorder writes, as it writes it: the hook for live checks
+(`harness record --check`) and for `harness replay --via-server`.
+
+``ObservedWriter`` wraps a ``RecordingWriter``: every call is passed through unchanged
+(the recording stays the source of truth), and frames, connections, events and HTTP
+exchanges are also handed to an observer. The observer runs on the event loop thread,
+inside the receive path, so it must be quick and must not raise: an exception is caught,
+counted and reported once on stderr rather than stopping the recording.
+"""
+
+from __future__ import annotations
+
+import sys
+from typing import Protocol
+
+from harness.frame import Frame
+
+
+class Observer(Protocol):
+    """What a live consumer implements. Every method is optional."""
+
+    def on_connection(self, conn_id: int, venue: str, url: str | None) -> None: ...
+
+    def on_frame(self, frame: Frame) -> None: ...
+
+    def on_event(self, kind: str, t_wall_ns: int, conn_id: int | None, detail: dict | None) -> None: ...
+
+    def on_http(self, exchange: dict) -> None: ...
+
+
+class ObservedWriter:
+    """A ``RecordingWriter`` stand-in that tees to ``observer`` after each write."""
+
+    def __init__(self, writer, observer):
+        self._w = writer
+        self._obs = observer
+        self._venues: dict[int, str] = {}
+        self.observer_errors = 0
+        self._on_frame = getattr(observer, "on_frame", None)
+        self._on_event = getattr(observer, "on_event", None)
+        self._on_conn = getattr(observer, "on_connection", None)
+        self._on_http = getattr(observer, "on_http", None)
+
+    def __getattr__(self, name):  # everything not teed goes straight to the writer
+        return getattr(self._w, name)
+
+    def _fail(self, where: str, e: Exception) -> None:
+        self.observer_errors += 1
+        if self.observer_errors == 1:
+            print(f"harness: live observer failed in {where}: {type(e).__name__}: {e} "
+                  "(recording continues; further observer errors are counted, not printed)",
+                  file=sys.stderr)
+
+    def connection(self, venue: str, url: str | None, *args, **kw) -> int:
+        conn_id = self._w.connection(venue, url, *args, **kw)
+        self._venues[conn_id] = venue
+        if self._on_conn is not None:
+            try:
+                self._on_conn(conn_id, venue, url)
+            except Exception as e:  # noqa: BLE001 - an observer must never stop the recorder
+                self._fail("on_connection", e)
+        return conn_id
+
+    def frame(self, conn_id, dir, t_wall_ns, t_mono_ns, opcode, payload, type=None, size=None) -> int:
+        fid = self._w.frame(conn_id, dir, t_wall_ns, t_mono_ns, opcode, payload, type, size)
+        if self._on_frame is not None:
+            try:
+                self._on_frame(Frame(self._venues.get(conn_id, ""), conn_id, dir, t_wall_ns, t_mono_ns,
+                                     opcode, payload, type, fid))
+            except Exception as e:  # noqa: BLE001
+                self._fail("on_frame", e)
+        return fid
+
+    def write_frame(self, f) -> int:
+        return self.frame(f.conn_id, f.dir, f.t_wall_ns, f.t_mono_ns, f.opcode, f.payload, f.type)
+
+    def event(self, kind, t_wall_ns, t_mono_ns=None, conn_id=None, detail=None) -> None:
+        self._w.event(kind, t_wall_ns, t_mono_ns, conn_id, detail)
+        if self._on_event is not None:
+            try:
+                self._on_event(kind, t_wall_ns, conn_id, detail)
+            except Exception as e:  # noqa: BLE001
+                self._fail("on_event", e)
+
+    def http(self, method, url, t_recv_ns, **kw) -> None:
+        self._w.http(method, url, t_recv_ns, **kw)
+        if self._on_http is not None:
+            try:
+                self._on_http({"method": method, "url": url, "t_recv_ns": t_recv_ns, **kw})
+            except Exception as e:  # noqa: BLE001
+                self._fail("on_http", e)
