@@ -29,11 +29,13 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import socket
 import time
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
+from urllib.parse import urlsplit
 
 import orjson
 from websockets.asyncio.client import ClientConnection, connect
@@ -61,7 +63,7 @@ class FrameTap:
     __slots__ = (
         "write", "conn_id", "t_wall", "t_mono", "pending", "frag_op", "frags", "error",
         "rx_frames", "rx_bytes", "tx_frames", "last_rx_mono", "last_rx_wall", "request", "response",
-        "_clock_wall", "_clock_mono",
+        "transport_ns", "_clock_wall", "_clock_mono",
     )
 
     def __init__(self, writer, conn_id: int):
@@ -82,6 +84,7 @@ class FrameTap:
         self.last_rx_wall = self.t_wall
         self.request = None
         self.response = None
+        self.transport_ns: int | None = None  # perf_counter_ns when the transport was up (after TLS)
 
     def stamp(self) -> None:
         self.t_wall = self._clock_wall()
@@ -165,6 +168,11 @@ class RecordingClientConnection(ClientConnection):
         protocol.recv_frame = tapped_recv_frame
         protocol.send_frame = tapped_send_frame
 
+    def connection_made(self, transport) -> None:
+        # For wss:// asyncio calls this once the TLS handshake is done: the end of "tls".
+        self.tap.transport_ns = time.perf_counter_ns()
+        super().connection_made(transport)
+
     def data_received(self, data: bytes) -> None:
         self.tap.stamp()
         super().data_received(data)
@@ -175,6 +183,59 @@ class RecordingClientConnection(ClientConnection):
         finally:
             self.tap.request = self.request
             self.tap.response = self.response
+
+
+async def open_timed_socket(url: str, timeout: float | None, timings: dict) -> socket.socket:
+    """Resolve and connect the TCP socket ourselves so DNS and TCP connect times can be
+    measured apart (websockets' connect() does both inside one call). Fills ``timings``
+    with ``dns_ms``, ``tcp_ms``, ``remote_addr``; ``finish_timings`` adds TLS and upgrade.
+    Addresses are tried in resolver order; the first that connects wins."""
+    loop = asyncio.get_running_loop()
+    u = urlsplit(url)
+    if u.scheme not in ("ws", "wss") or not u.hostname:
+        raise InvalidURI(url, "expected a ws:// or wss:// URL with a host")
+    port = u.port or (443 if u.scheme == "wss" else 80)
+    t = time.perf_counter_ns()
+    async with asyncio.timeout(timeout):
+        infos = await loop.getaddrinfo(u.hostname, port, type=socket.SOCK_STREAM, proto=socket.IPPROTO_TCP)
+        t_dns = time.perf_counter_ns()
+        timings["dns_ms"] = round((t_dns - t) / 1e6, 3)
+        last: OSError | None = None
+        for family, type_, proto, _, addr in infos:
+            sock = socket.socket(family, type_, proto)
+            sock.setblocking(False)
+            try:
+                await loop.sock_connect(sock, addr)
+            except OSError as e:
+                sock.close()
+                last = e
+                continue
+            except BaseException:
+                sock.close()
+                raise
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            t_tcp = time.perf_counter_ns()
+            timings["tcp_ms"] = round((t_tcp - t_dns) / 1e6, 3)
+            timings["remote_addr"] = addr[0]
+            timings["_t_tcp"] = t_tcp
+            timings["_tls"] = u.scheme == "wss"
+            return sock
+        raise last or OSError(f"no address for {u.hostname}")
+
+
+def finish_timings(timings: dict, tap: FrameTap) -> None:
+    """Turn the stamps left by ``open_timed_socket`` and the connection into ``tls_ms``
+    (wss only) and ``upgrade_ms`` (HTTP upgrade request to 101)."""
+    t_tcp = timings.pop("_t_tcp", None)
+    tls = timings.pop("_tls", False)
+    end = time.perf_counter_ns()
+    made = getattr(tap, "transport_ns", None)
+    if t_tcp is None or made is None:
+        return
+    if tls:
+        timings["tls_ms"] = round((made - t_tcp) / 1e6, 3)
+    timings["upgrade_ms"] = round((end - made) / 1e6, 3)
+    timings["connect_ms"] = round(sum(timings.get(k, 0.0) for k in ("dns_ms", "tcp_ms", "tls_ms", "upgrade_ms")), 3)
 
 
 def _factory(tap: FrameTap) -> Callable[..., RecordingClientConnection]:
@@ -619,9 +680,12 @@ class VenueConnection:
             tap = FrameTap(self.writer, conn_id)
             headers = self.auth() if self.auth is not None else {}
             t0 = time.time_ns()
+            timings: dict[str, Any] = {}
             try:
+                sock = await open_timed_socket(url, self.cfg.open_timeout, timings)
                 ws = await connect(
                     url,
+                    sock=sock,
                     additional_headers=headers or None,
                     create_connection=_factory(tap),
                     compression="deflate" if self.cfg.compression else None,
@@ -661,10 +725,12 @@ class VenueConnection:
             auth_failures = 0
             opened = time.time_ns()
             opened_mono = time.monotonic_ns()
+            finish_timings(timings, tap)
             self._record_handshake(conn_id, tap, t0, ws.response.status_code if ws.response else 101,
                                    ws.response.headers if ws.response else None, closed=False)
             self.stats.connects += 1
-            self.writer.event("connect", opened, opened_mono, conn_id, {"venue": self.name, "url": redact.redact_url(url)})
+            self.writer.event("connect", opened, opened_mono, conn_id,
+                              {"venue": self.name, "url": redact.redact_url(url), "timings": timings})
             if down_since is not None:
                 self.writer.event("gap", opened, opened_mono, conn_id, {
                     "venue": self.name, "from_ns": down_since, "to_ns": opened,
