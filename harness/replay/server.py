@@ -34,6 +34,14 @@ of the recording the connection closes with 1000 "end of recording", or with ``l
 the cursor restarts (subscriptions, sids and seq continue). Kalshi clients get a WS Ping
 with body ``heartbeat`` every ``ping_interval_s / speed`` seconds.
 
+REST: a plain HTTP GET (no ``Upgrade: websocket``) is answered from the recording's
+``http`` table (``rest_replay``): the latest recorded answer for the same path and query
+(order-insensitive) received at or before ``now_line()``, the replay's current time on the
+frames' timeline; else 404 with ``{"error":{"code":"not_found",...}}``. The clock is at the
+recording's start until the first client, then follows the streams (paced: ``speed`` times
+wall time, never behind the latest frame sent; ``max``: the latest frame sent), so a REST
+poller beside a stream sees the REST view of that moment.
+
 Safety: sends go through websockets' ``write_limit``; a client whose send has been blocked
 for ``slow_client_s`` (it is not reading) is aborted, with the reason in the log and in
 ``srv.clients``. Client frames never crash a connection: they get the venue's error reply.
@@ -58,6 +66,7 @@ from websockets.asyncio.server import serve
 from websockets.exceptions import ConnectionClosed
 
 from harness.errors import ConfigError
+from harness.replay import rest_replay
 from harness.replay.faults import FaultPlan
 from harness.replay.schedule import Schedule, parse_speed, percentiles
 from harness.replay.venue_flows import (
@@ -195,6 +204,13 @@ class ImpersonationServer:
         self._resume: dict[tuple, int] = {}
         self._server = None
         self._tasks: set[asyncio.Task] = set()
+        self.rest: rest_replay.RestTable = rest_replay.RestTable()
+        self.rest_served = 0
+        self.rest_not_found = 0
+        # the replay's current time on the recording's timeline (REST answers follow it)
+        self._origin: int | None = None
+        self._anchor: tuple[int, int] | None = None  # (perf_counter_ns, timeline ns)
+        self._line_sent = 0
 
     # -- lifecycle -------------------------------------------------------------------------
     async def start(self) -> ImpersonationServer:
@@ -290,6 +306,12 @@ class ImpersonationServer:
                 tr.marks.sort(key=lambda m: m.t)
             self._scan_kalshi(rec)
             self._scan_kraken(rec)
+            self.rest = rest_replay.RestTable.load(rec, offsets)
+            firsts = [m + offsets.get(s, 0) for s, m in rec.db.execute(
+                "SELECT session_id, min(t_mono_ns) FROM frames GROUP BY session_id") if isinstance(m, int)]
+            if self.rest.first_t is not None:
+                firsts.append(self.rest.first_t)
+            self._origin = min(firsts) if firsts else 0
         # routes
         by_path = defaultdict(list)
         for v, tr in self.tracks.items():
@@ -359,6 +381,40 @@ class ImpersonationServer:
             self.fault_log_dropped += 1
         log.info("fault %s", orjson.dumps(entry).decode())
 
+    # -- the replay's current time ----------------------------------------------------------
+    def now_line(self) -> int:
+        """Where the replay is on the recording's timeline (REST answers follow it): the
+        recording's start until the first client; paced, then ``speed`` times the time
+        since, jumping forward to a stream's first frame when it starts later, never behind
+        the latest frame sent; unpaced (``max``), the latest frame sent."""
+        t = max(self._origin or 0, self._line_sent)
+        if self._anchor is not None and self.speed is not None:
+            p0, l0 = self._anchor
+            t = max(t, l0 + int((time.perf_counter_ns() - p0) * self.speed))
+        return t
+
+    def _start_clock(self, t_line: int | None = None) -> None:
+        if self.speed is None:
+            return
+        if t_line is None:
+            if self._anchor is None:
+                self._anchor = (time.perf_counter_ns(), self._origin or 0)
+        elif self.now_line() < t_line:
+            self._anchor = (time.perf_counter_ns(), t_line)
+
+    def _rest_response(self, request):
+        """Answer a plain HTTP GET from the recording's ``http`` table (see rest_replay)."""
+        path, _, query = request.path.partition("?")
+        self._start_clock()
+        now = self.now_line()
+        ans = self.rest.lookup(path, query, now)
+        if ans is None:
+            self.rest_not_found += 1
+            why = "no recorded REST response at this point of the replay" if self.rest.resolve(path) else "unknown path"
+            return rest_replay.response(404, rest_replay.not_found_body(path, why) + "\n")
+        self.rest_served += 1
+        return rest_replay.response(ans.status, ans.body, ans.content_type)
+
     # -- handshake -------------------------------------------------------------------------
     def _json_response(self, connection, status: int, body: dict, extra_headers: dict | None = None):
         resp = connection.respond(status, orjson.dumps(body).decode() + "\n")
@@ -369,6 +425,8 @@ class ImpersonationServer:
         return resp
 
     def _process_request(self, connection, request):
+        if request.headers.get("Upgrade", "").lower() != "websocket":
+            return self._rest_response(request)
         path = request.path.split("?", 1)[0]
         venue = self.routes.get(path)
         if venue is None:
@@ -553,6 +611,7 @@ class ImpersonationServer:
         # write and one drain per batch instead of per frame); flow control still applies.
         batch: list = []
         batch_bytes = 0
+        batch_t = 0
         protocol = ws.protocol
 
         async def flush():
@@ -566,6 +625,8 @@ class ImpersonationServer:
                         else:
                             protocol.send_binary(t)
                 client.frames_sent += len(out)
+                if batch_t > self._line_sent:
+                    self._line_sent = batch_t
 
         while True:
             sched = Schedule(speed, precise=self.precise)
@@ -598,18 +659,22 @@ class ImpersonationServer:
                     index += 1
                     if first_t is None:
                         first_t = t_line
+                        self._start_clock(t_line)
                     a = inj.actions(index, t_line - first_t) if inj is not None else None
                     if a is None:
                         text = render(h, payload)
                         if speed is None:
                             batch.append(text)
                             batch_bytes += len(text)
+                            batch_t = t_line
                             if batch_bytes >= 65536 or len(batch) >= 256:
                                 await flush()
                         else:
                             await wait(t_line)
                             await send(text)
                             client.frames_sent += 1
+                            if t_line > self._line_sent:
+                                self._line_sent = t_line
                     else:
                         await flush()
                         if await self._faulted(ws, flow, client, inj, a, h, fid, index, payload, t_line, wait, held, is_kalshi):
@@ -711,6 +776,8 @@ class ImpersonationServer:
             "refused": self._refused,
             "auth_refused": self._auth_refused,
             "not_found": self._not_found,
+            "rest_served": self.rest_served,
+            "rest_not_found": self.rest_not_found,
             "faults": len(self.fault_log) + self.fault_log_dropped,
             "venues": per,
             "lateness": percentiles(lat),
