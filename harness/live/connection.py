@@ -184,6 +184,23 @@ class RecordingClientConnection(ClientConnection):
             self.tap.request = self.request
             self.tap.response = self.response
 
+    async def close(self, code: int = 1000, reason: str = "") -> None:
+        # Keep reading during the close handshake: the frames the server sent before it saw
+        # our Close are then recorded, and a full receive queue (reading paused) cannot stall
+        # the handshake into a timeout and an abort (tests/reliability/test_record_process.py).
+        async def drain() -> None:
+            try:
+                while True:
+                    await self.recv(decode=False)
+            except Exception:  # noqa: BLE001 - closed (the goal) or another reader active
+                pass
+
+        drainer = asyncio.ensure_future(drain())
+        try:
+            await super().close(code, reason)
+        finally:
+            drainer.cancel()
+
 
 async def open_timed_socket(url: str, timeout: float | None, timings: dict) -> socket.socket:
     """Resolve and connect the TCP socket ourselves so DNS and TCP connect times can be

@@ -51,6 +51,18 @@ def payload_size(payload: str | bytes | None) -> int:
     return len(payload)
 
 
+def describe_write_error(e: BaseException | None) -> str:
+    """SQLite's own text ("disk I/O error") says little; its extended code names the cause."""
+    name = getattr(e, "sqlite_errorname", None)
+    cause = {"SQLITE_FULL": "the disk is full",
+             "SQLITE_READONLY": "the file became read-only",
+             "SQLITE_IOERR_WRITE": "a write failed (disk full, file size limit, or the file or file system became read-only)",
+             "SQLITE_IOERR_FSYNC": "fsync failed (the disk or file system failed)",
+             "SQLITE_IOERR_TRUNCATE": "a truncate failed (the file became read-only?)"}.get(name or "")
+    text = f"{e}" if name is None else f"{e} ({name})"
+    return f"{text}: {cause}" if cause else text
+
+
 def _insert_frames(db: sqlite3.Connection, rows: list[tuple]) -> None:
     k = _ROWS_PER_STMT
     full = len(rows) - len(rows) % k
@@ -311,9 +323,8 @@ class RecordingWriter:
         return row
 
     def _raise_error(self):
-        e = self.error
         raise RecordingError(
-            f"recording to {self.path} failed: {e}",
+            f"recording to {self.path} failed: {describe_write_error(self.error)}",
             hint="free disk space or fix permissions; frames committed before the error are intact",
         )
 
