@@ -39,9 +39,11 @@ import pytest
 
 @pytest.mark.harness_recording({str(SAMPLE)!r}, speed="max")
 def test_frames(harness_replay):
-    assert len(harness_replay.frames) == 317
+    import sqlite3
+    n = sqlite3.connect({str(SAMPLE)!r}).execute("SELECT count(*) FROM frames").fetchone()[0]
+    assert len(harness_replay.frames) == n
     assert harness_replay.messages and not harness_replay.decode_errors
-    assert {{f.venue for f in harness_replay.inbound()}} == {{"kalshi", "coinbase", "kraken"}}
+    assert {{"kalshi", "coinbase", "kraken"}} <= {{f.venue for f in harness_replay.inbound()}}
     assert harness_replay.check(["sequence"]).exit_code == 0
 
 @pytest.mark.asyncio
