@@ -15,8 +15,7 @@
   clock) + the fastest delivery. Negative beyond ``clock_offset_ms``: the host clock is
   behind (``clock_behind``, warn); positive beyond it: the host clock is ahead or every
   message is delayed (``clock_ahead_or_delay``, warn). Percentiles are not corrected.
-- REST-vs-WS freshness: ``on_http`` keeps the rows; ``rest_freshness()`` is the hook a
-  later check fills in (not computed here).
+- REST-vs-WS freshness is its own check (``harness.checks.freshness``).
 """
 
 from __future__ import annotations
@@ -49,16 +48,8 @@ class LatencyCheck(BaseCheck):
         self.conn_venue: dict[int, str] = {}
         self.rate: dict[str, dict[int, int]] = defaultdict(lambda: defaultdict(int))
         self.gaps: list[dict] = []
-        self.http_rows: list[dict] = []
         self.series: dict = {}
         self.seen: set = set()
-
-    def on_http(self, row: dict) -> None:
-        self.http_rows.append(row)
-
-    def rest_freshness(self) -> dict:
-        """Hook: REST snapshot vs WebSocket book freshness (another issue); empty for now."""
-        return {}
 
     def on_frame(self, view) -> None:
         f = view.frame

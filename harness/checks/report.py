@@ -1,6 +1,7 @@
 """Render a ``Report``: a rich terminal table, the JSON document, one self-contained HTML
 file (matplotlib PNGs embedded as base64: latency histogram per venue; message rate over
-time per venue with silences shaded and reconnects marked)."""
+time per venue with silences shaded and reconnects marked; the REST and stream views of a
+price over time when the recording holds REST polls)."""
 
 from __future__ import annotations
 
@@ -31,6 +32,14 @@ def render_terminal(report: Report, console=None, max_findings: int = 10) -> Non
         ex = "-" if w is None else _esc(w.line())
         t.add_row(r.name, f"[{_STYLE[r.status]}]{r.status}[/]", counts, ex)
     console.print(t)
+    fresh = freshness_rows(report)
+    if fresh:
+        ft = Table(title="freshness: REST poller's view vs the stream (seconds)", show_lines=False)
+        for col in FRESHNESS_COLUMNS:
+            ft.add_column(col, justify="left" if col == "venue" else "right")
+        for row in fresh:
+            ft.add_row(*row)
+        console.print(ft)
     for r in report.results:
         items = [f for f in r.findings if f.severity != "info"][:max_findings]
         spec = r.spec_findings[:max_findings]
@@ -47,6 +56,28 @@ def render_terminal(report: Report, console=None, max_findings: int = 10) -> Non
                 console.print(f"  [{_STYLE[f.severity]}]{f.severity}[/] blame={f.blame} {_esc(f.line()[5:])}")
     console.print(f"[{_STYLE[report.status]}]{report.status.upper()}[/]: {report.frames} frames in {report.wall_s:.2f} s. "
                   f"Look at a frame: harness show {report.path or 'REC'} FRAME_ID")
+
+
+FRESHNESS_COLUMNS = ("venue", "poll every", "stale mean", "p50", "p90", "max", "age mean", "stream->REST p50", "REST first")
+
+
+def freshness_rows(report: Report) -> list[tuple[str, ...]]:
+    """One row per venue of the freshness check's stats (empty without REST polls)."""
+    try:
+        venues = report.result("freshness").stats.get("venues") or {}
+    except KeyError:
+        return []
+
+    def g(d, k):
+        v = (d or {}).get(k)
+        return "-" if v is None else f"{v:g}"
+
+    out = []
+    for venue, v in venues.items():
+        st, back = v.get("staleness"), v.get("rest_to_stream") or {}
+        out.append((venue, g(v, "poll_interval_s"), g(st, "mean_s"), g(st, "p50_s"), g(st, "p90_s"), g(st, "max_s"),
+                    g(v.get("age"), "mean_s"), g(v.get("stream_to_rest"), "p50_s"), str(back.get("n", 0))))
+    return out
 
 
 def _esc(s: str) -> str:
@@ -105,6 +136,20 @@ def charts(report: Report) -> list[tuple[str, str]]:
         ax.set_ylabel("frames/s")
         ax.legend(loc="upper right", fontsize=8)
         out.append(("message rate", _png(fig)))
+    for key, views in report.series.get("freshness", {}).get("views", {}).items():
+        if not views["rest"]:
+            continue
+        fig, ax = plt.subplots(figsize=(9, 3.5))
+        t0 = views["rest"][0][0]
+        for name, pts, style in (("stream (WebSocket)", views["stream"], {"color": "#4472c4", "lw": 1}),
+                                 ("REST poller", views["rest"], {"color": "#c55a11", "lw": 1.5, "marker": "o", "ms": 3})):
+            if pts:
+                ax.step([(t - t0) / 1e9 for t, _ in pts], [float("nan") if v is None else v for _, v in pts],
+                        where="post", label=name, **style)
+        ax.set_title(f"{key}: the two views over time")
+        ax.set_xlabel(f"s since the first REST response ({t0 / 1e9:.0f} Unix)")
+        ax.legend(loc="best", fontsize=8)
+        out.append((f"freshness: {key}", _png(fig)))
     return out
 
 
@@ -126,6 +171,13 @@ def render_html(report: Report) -> str:
         c = ", ".join(f"{n} {s}" for s, n in r.counts().items() if n) or "-"
         parts.append(f"<tr><td>{r.name}</td><td class='{r.status}'>{r.status}</td><td>{e(c)}</td><td>{e(w.line()) if w else '-'}</td></tr>")
     parts.append("</table>")
+    fresh = freshness_rows(report)
+    if fresh:
+        parts.append("<h2>freshness: REST poller's view vs the stream (seconds)</h2><table><tr>"
+                     + "".join(f"<th>{e(c)}</th>" for c in FRESHNESS_COLUMNS) + "</tr>")
+        for row in fresh:
+            parts.append("<tr>" + "".join(f"<td>{e(c)}</td>" for c in row) + "</tr>")
+        parts.append("</table>")
     for title, png in charts(report):
         parts.append(f"<h2>{e(title)}</h2><img alt='{e(title)}' src='data:image/png;base64,{png}'>")
     for r in d["checks"]:

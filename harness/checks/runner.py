@@ -31,7 +31,7 @@ from harness.checks.config import CheckConfig
 from harness.errors import ConfigError, DecodeError
 from harness.frame import Frame
 
-CHECK_NAMES = ("endpoint", "auth", "format", "sequence", "latency", "quality")
+CHECK_NAMES = ("endpoint", "auth", "format", "sequence", "latency", "quality", "freshness")
 
 
 _CLASSES = {
@@ -41,6 +41,7 @@ _CLASSES = {
     "sequence": "SequenceCheck",
     "latency": "LatencyCheck",
     "quality": "QualityCheck",
+    "freshness": "FreshnessCheck",
 }
 
 

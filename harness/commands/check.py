@@ -27,12 +27,12 @@ def _specs(items) -> dict:
 @click.argument("recording", type=click.Path(path_type=str))
 @click.option("--json", "as_json", is_flag=True, help="Print the JSON document instead of the table.")
 @click.option("--html", "html_path", type=click.Path(dir_okay=False, path_type=str), help="Also write a self-contained HTML report.")
-@click.option("--only", multiple=True, help="Run only this check (repeatable): endpoint, auth, format, sequence, latency, quality.")
+@click.option("--only", multiple=True, help="Run only this check (repeatable): endpoint, auth, format, sequence, latency, quality, freshness.")
 @click.option("--spec", "specs", multiple=True, help="VENUE=PATH: validate that venue's frames against an AsyncAPI document.")
 @click.option("--errata", type=click.Path(path_type=str), help="Errata file for the spec (default: the shipped Kalshi errata).")
 @click.option("--config", "config_path", type=click.Path(path_type=str), help="TOML file with budgets/severities (default: [tool.harness.checks] in pyproject.toml).")
 def command(recording, as_json, html_path, only, specs, errata, config_path):
-    """Check a recording: endpoint, auth, format, sequence, latency, quality."""
+    """Check a recording: endpoint, auth, format, sequence, latency, quality, freshness."""
     from harness.checks import config as cfgmod
     from harness.checks.report import render_html, render_terminal, to_json
     from harness.checks.runner import CHECK_NAMES, run_checks

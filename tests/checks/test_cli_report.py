@@ -25,7 +25,7 @@ def _cli(*args, cwd=REPO):
 def test_sample_passes_every_check():
     rep = run_checks(SAMPLE)
     assert rep.exit_code == 0
-    assert [r.name for r in rep.results] == ["endpoint", "auth", "format", "sequence", "latency", "quality"]
+    assert [r.name for r in rep.results] == ["endpoint", "auth", "format", "sequence", "latency", "quality", "freshness"]
     for r in rep.results:
         assert r.status != "fail", [f.line() for f in r.findings]
     for name in ("endpoint", "auth", "format", "sequence", "quality"):

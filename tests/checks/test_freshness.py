@@ -1,0 +1,220 @@
+"""freshness: a recording built by hand (WebSocket frames + REST rows) where every number is
+known exactly, and REST parsing of each venue's ticker."""
+
+from __future__ import annotations
+
+import json
+from decimal import Decimal
+
+import pytest
+
+from harness import venues
+from harness.checks.freshness import Track, distribution, norm_instrument, parse_rest
+from harness.checks.runner import run_checks
+from harness.store import RecordingWriter
+
+S = 1_000_000_000
+T0 = 1_790_000_000 * S
+M = "KXBTC15M-26SEP211500-00"
+REST = "https://external-api.kalshi.com/trade-api/v2"
+
+
+def kalshi(type_, seq, msg):
+    return json.dumps({"type": type_, "sid": 1, "seq": seq, "msg": {"market_ticker": M, "market_id": "m1", **msg}})
+
+
+def snap(seq, yes, no):
+    return kalshi("orderbook_snapshot", seq, {"yes_dollars_fp": [[yes, "10.00"]], "no_dollars_fp": [[no, "10.00"]]})
+
+
+def delta(seq, price, d="5.00", side="yes"):
+    return kalshi("orderbook_delta", seq, {"price_dollars": price, "delta_fp": d, "side": side, "ts_ms": 1})
+
+
+def market_body(bid, ask, last="0.0000"):
+    return json.dumps({"market": {"ticker": M, "status": "active", "yes_bid_dollars": bid, "yes_ask_dollars": ask,
+                                  "last_price_dollars": last}})
+
+
+def cb_l2(seq, bid, ask, kind="update"):
+    ups = [{"side": "bid", "event_time": "2026-09-21T19:00:00Z", "price_level": bid, "new_quantity": "1"}]
+    if ask:
+        ups.append({"side": "offer", "event_time": "2026-09-21T19:00:00Z", "price_level": ask, "new_quantity": "1"})
+    return json.dumps({"channel": "l2_data", "timestamp": "2026-09-21T19:00:00Z", "sequence_num": seq,
+                       "events": [{"type": kind, "product_id": "BTC-USD", "updates": ups}]})
+
+
+def write(path, frames, http):
+    """frames: (venue, t_s, payload); http: (venue, url, t_recv_s, body). Times from T0."""
+    w = RecordingWriter(path, mode="simulate", batch_ms=5.0, classify=venues.classify)
+    conns = {}
+    for venue, t, payload in frames:
+        if venue not in conns:
+            conns[venue] = w.connection(venue, f"wss://{venue}.example/ws", T0)
+        tn = T0 + int(t * S)
+        w.frame(conns[venue], "in", tn, tn, "text", payload)
+    for venue, url, t, body in http:
+        tn = T0 + int(t * S)
+        w.http("GET", url, tn, status=200, venue=venue, response_body=body, t_sent_ns=tn - S // 100,
+               t_sent_mono_ns=tn - S // 100, t_recv_mono_ns=tn)
+    w.close()
+    return path
+
+
+@pytest.fixture
+def rec(tmp_path):
+    # Kalshi best YES bid on the stream: 0.40 from 0 s, 0.41 from 3 s, 0.42 from 8 s, 0.43 from
+    # 12 s; YES ask 1 - 0.50 throughout. REST polls every 5 s from 1 s: 0.40, 0.41, 0.43 (ahead
+    # of the stream by 1 s), 0.43.
+    frames = [
+        ("kalshi", 0, snap(1, "0.4000", "0.5000")),
+        ("kalshi", 3, delta(2, "0.4100")),
+        ("kalshi", 8, delta(3, "0.4200")),
+        ("kalshi", 12, delta(4, "0.4300")),
+        # Coinbase best bid 100 -> 101 at 2 s -> 102 at 2.5 s; ask 105. Ticker polls at 1 and 4 s.
+        ("coinbase", 0, cb_l2(0, "100.00", "105.00", "snapshot")),
+        ("coinbase", 2, cb_l2(1, "101.00", None)),
+        ("coinbase", 2.5, cb_l2(2, "102.00", None)),
+        ("kalshi", 16.5, delta(5, "0.3000")),  # after the last poll: outside every measure
+    ]
+    url = f"{REST}/markets/{M}"
+    http = [("kalshi", url, 1 + 5 * i, market_body(b, "0.5000")) for i, b in enumerate(["0.4000", "0.4100", "0.4300", "0.4300"])]
+    cb = "https://api.exchange.coinbase.com/products/BTC-USD/ticker"
+    http += [("coinbase", cb, 1, json.dumps({"bid": "100.00", "ask": "105.00", "price": "100.5"})),
+             ("coinbase", cb, 4, json.dumps({"bid": "101.0", "ask": "105.0", "price": "100.5"}))]
+    return write(str(tmp_path / "fresh.db"), frames, http)
+
+
+def _row(res, venue, fld):
+    return next(r for r in res.stats["by_key"] if r["venue"] == venue and r["field"] == fld)
+
+
+def test_kalshi_staleness_lags_and_missed_changes_are_exact(rec):
+    res = run_checks(rec, ["freshness"]).result("freshness")
+    assert res.status == "pass"
+    bid = _row(res, "kalshi", "yes_bid")
+    assert bid["instrument"] == M and bid["polls"] == 4 and bid["span_s"] == 15.0
+    # REST equal to the stream for 2+2+4 s, stale rising 0->3 s twice (3-6 s, 8-11 s), ahead 11-12 s:
+    # mean 6*1.5/14, P(0) = 8/14 so p50 = 0, p90 solves (8 + 2x)/14 = 0.9.
+    assert bid["staleness"] == {"time_s": 14.0, "mean_s": round(9 / 14, 3), "p50_s": 0.0, "p90_s": 2.3,
+                                "max_s": 3.0, "zero_frac": round(8 / 14, 3)}
+    assert bid["rest_ahead_s"] == 1.0
+    assert bid["age"]["mean_s"] == 2.5 and bid["age"]["max_s"] == 5.0 and bid["age"]["p90_s"] == 4.5
+    # stream changes: 0.40 (before polling, seen 1 s later), 0.41 seen 3 s later, 0.42 never seen
+    assert bid["stream_to_rest"] == {"n": 2, "p50_s": 2.0, "p90_s": 2.8, "max_s": 3.0, "mean_s": 2.0}
+    assert bid["stream_changes"] == 1 + 1 and bid["missed"] == 1
+    # REST showed 0.43 at 11 s, the stream at 12 s
+    assert bid["rest_to_stream"]["n"] == 1 and bid["rest_to_stream"]["max_s"] == 1.0
+    ask = _row(res, "kalshi", "yes_ask")
+    assert ask["staleness"]["mean_s"] == 0.0 and ask["staleness"]["time_s"] == 15.0
+    # the venue line pools the fields: 6 s of staleness pieces (mean 1.5) among 29 s
+    kv = res.stats["venues"]["kalshi"]
+    assert kv["poll_interval_s"] == 5.0 and kv["staleness"]["mean_s"] == round(9 / 29, 3)
+    summary = [f for f in res.findings if f.code == "summary" and f.venue == "kalshi"]
+    assert summary and summary[0].severity == "info" and "polled every 5 s" in summary[0].message
+
+
+def test_exchange_ticker_against_the_book(rec):
+    res = run_checks(rec, ["freshness"]).result("freshness")
+    bid = _row(res, "coinbase", "bid")
+    assert bid["instrument"] == "BTCUSD"
+    # 100 until 2 s, REST shows 100 from 1 s: equal 1-2 s, stale 0->2 s over 2-4 s (101 and 102
+    # came and went; REST still says 100); the 4 s poll shows 101, which the stream left at 2.5 s.
+    assert bid["staleness"] == {"time_s": 3.0, "mean_s": round(2 * 1.0 / 3, 3), "p50_s": 0.5, "p90_s": 1.7,
+                                "max_s": 2.0, "zero_frac": round(1 / 3, 3)}
+    assert bid["stream_to_rest"]["n"] == 2 and bid["stream_to_rest"]["max_s"] == 2.0  # 100 at 1 s, 101 at 4 s
+    assert bid["missed"] == 1  # 102
+    ask = _row(res, "coinbase", "ask")
+    assert ask["staleness"]["mean_s"] == 0.0  # "105.0" == "105.00" as numbers
+
+
+def test_a_fast_stream_polled_every_5s_is_half_an_interval_stale(tmp_path):
+    # the bid changes every 100 ms; each poll shows the value in force 0 s before it
+    frames = [("kalshi", 0, snap(1, "0.0100", "0.0100"))]
+    http = []
+    seq = 2
+    for k in range(1, 301):  # 0.1 .. 30.0 s
+        frames.append(("kalshi", k / 10, delta(seq, f"{(k + 1) / 1000:.4f}", "1.00")))
+        seq += 1
+    for i in range(6):
+        t = 1.0 + 5 * i + 0.05
+        k = int((t - 0.0) * 10)
+        http.append(("kalshi", f"{REST}/markets/{M}", t, market_body(f"{(k + 1) / 1000:.4f}", "0.9900")))
+    res = run_checks(write(str(tmp_path / "fast.db"), frames, http), ["freshness"]).result("freshness")
+    st = _row(res, "kalshi", "yes_bid")["staleness"]
+    # each poll's value is left 0.05 s after the poll: per 5 s, 0.05 s current, then stale
+    # rising 0 -> 4.95 s: mean 4.95 * 2.475 / 5, p50 solves (0.05 + x) / 5 = 0.5
+    assert st["max_s"] == 4.95 and st["mean_s"] == 2.45 and st["p50_s"] == 2.45 and st["zero_frac"] == 0.01
+
+
+def test_no_rest_rows_passes_with_a_note(tmp_path):
+    res = run_checks(write(str(tmp_path / "plain.db"), [("kalshi", 0, snap(1, "0.4000", "0.5000"))], []),
+                     ["freshness"]).result("freshness")
+    assert res.status == "pass" and not res.findings and res.stats["by_key"] == []
+    assert any("--rest-poll" in n for n in res.notes)
+
+
+def test_rest_ahead_of_the_stream_is_measured_in_reverse():
+    tr = Track()
+    tr.stream(0, Decimal("1"))
+    for i in range(5):
+        tr.polled((10 * i + 1) * S, Decimal(i + 2))  # REST first ...
+        tr.stream((10 * i + 5) * S, Decimal(i + 2))  # ... the stream 4 s later
+    assert tr.to_stream == [4.0] * 5
+
+
+def test_distribution_of_uniform_pieces():
+    d = distribution([(0.0, 4.0, 4.0)], zero_s=0.0)
+    assert d["mean_s"] == 2.0 and d["p50_s"] == 2.0 and d["p90_s"] == 3.6 and d["max_s"] == 4.0
+
+
+@pytest.mark.parametrize("venue,url,body,want", [
+    ("coinbase", "https://api.exchange.coinbase.com/products/BTC-USD/ticker",
+     '{"ask":"67001.5","bid":"67001.4","volume":"1","trade_id":1,"price":"67001.45","size":"0.1","time":"2026-01-01T00:00:00Z"}',
+     ("BTC-USD", {"bid": "67001.4", "ask": "67001.5", "last": "67001.45"})),
+    ("kraken", "https://api.kraken.com/0/public/Ticker?pair=XBTUSD",
+     '{"error":[],"result":{"XXBTZUSD":{"a":["67001.50000","1","1.000"],"b":["67001.40000","2","2.000"],"c":["67001.45000","0.1"]}}}',
+     ("XBTUSD", {"bid": "67001.4", "ask": "67001.5", "last": "67001.45"})),
+    ("bitstamp", "https://www.bitstamp.net/api/v2/ticker/btcusd/",
+     '{"timestamp":"1","last":"67001.45","bid":"67001.4","ask":"67001.5"}',
+     ("btcusd", {"bid": "67001.4", "ask": "67001.5", "last": "67001.45"})),
+    ("gemini", "https://api.gemini.com/v1/pubticker/btcusd",
+     '{"bid":"67001.4","ask":"67001.5","volume":{"BTC":"1","timestamp":1},"last":"67001.45"}',
+     ("btcusd", {"bid": "67001.4", "ask": "67001.5", "last": "67001.45"})),
+    ("cryptocom", "https://api.crypto.com/exchange/v1/public/get-tickers?instrument_name=BTC_USD",
+     '{"id":-1,"method":"public/get-tickers","code":0,"result":{"data":[{"i":"BTC_USD","a":"67001.45","b":"67001.4","k":"67001.5","t":1}]}}',
+     ("BTC_USD", {"bid": "67001.4", "ask": "67001.5", "last": "67001.45"})),
+    ("kalshi", f"{REST}/markets/{M}/orderbook",
+     '{"orderbook_fp":{"yes_dollars":[["0.3900","5.00"],["0.4100","1.00"]],"no_dollars":[["0.5500","2.00"]]}}',
+     (M, {"yes_bid": "0.4100", "yes_ask": "0.4500"})),
+])
+def test_rest_ticker_parsing(venue, url, body, want):
+    [(inst, fields)] = parse_rest(venue, url, body)
+    assert inst == want[0] and (venue == "kalshi" or norm_instrument(inst) == "BTCUSD")
+    assert fields == {k: Decimal(v) for k, v in want[1].items()}
+
+
+def test_discovery_and_errors_are_not_polls():
+    assert parse_rest("kalshi", f"{REST}/markets?series_ticker=KXBTC15M", '{"markets":[]}') == []
+    assert parse_rest("coinbase", "https://api.exchange.coinbase.com/products/BTC-USD/ticker", "<html>") == []
+    assert parse_rest("kraken", "https://api.kraken.com/0/public/Ticker?pair=XBTUSD", '{"error":["EGeneral"],"result":{"X":{}}}') == []
+
+
+def test_check_cli_prints_the_freshness_table_json_and_html_plot(rec, tmp_path):
+    import os
+    import subprocess
+    import sys
+
+    html = tmp_path / "r.html"
+    p = subprocess.run([sys.executable, "-m", "harness", "check", rec, "--only", "freshness", "--html", str(html)],
+                       capture_output=True, text=True, timeout=60, env={**os.environ, "COLUMNS": "200"})
+    assert p.returncode == 0, p.stderr
+    assert "freshness: REST poller's view vs the stream" in p.stdout
+    assert "kalshi" in p.stdout and "coinbase" in p.stdout
+    page = html.read_text()
+    assert f"freshness: kalshi {M} yes_bid" in page and page.count("data:image/png;base64,") == 2
+    j = subprocess.run([sys.executable, "-m", "harness", "check", rec, "--only", "freshness", "--json"],
+                       capture_output=True, text=True, timeout=60)
+    doc = json.loads(j.stdout)
+    [fr] = doc["checks"]
+    assert fr["name"] == "freshness" and fr["stats"]["venues"]["kalshi"]["poll_interval_s"] == 5.0
