@@ -20,12 +20,18 @@ Routing of recorded frames
 - Kalshi: by channel (message type -> channel; unknown types by the recorded sid's
   ``subscribed`` ack) and ``msg.market_ticker`` when the subscription named markets.
   Recorded ``subscribed``/``ok``/``unsubscribed``/``error`` frames are never streamed.
-- Coinbase, Kraken v2, Bitstamp, Gemini, Crypto.com: by channel only (not by instrument):
-  the top-level ``channel`` (Coinbase AT ``l2_data`` -> ``level2``; Exchange feed
-  ``type``), Bitstamp's full channel name, Gemini ``type`` (``l2_updates``/``trade`` ->
-  ``l2``), Crypto.com ``result.subscription``. Heartbeats are always streamed; recorded
-  acks/status frames never are. Frames that cannot be routed (Kraken v1 arrays, unknown
-  shapes) go to every client that has subscribed to anything.
+- Coinbase, Kraken, Bitstamp, Gemini, Crypto.com: by channel, then by instrument.
+  Channel: the top-level ``channel`` (Coinbase AT ``l2_data`` -> ``level2``; Exchange feed
+  ``type``; Kraken v1 arrays: the channel name before the pair, ``book-10`` -> ``book``),
+  Bitstamp's full channel name, Gemini ``type`` (``l2_updates``/``trade`` -> ``l2``),
+  Crypto.com ``result.subscription``. Instrument, when the subscription named some:
+  Coinbase ``product_id``, Kraken v2 ``symbol`` / v1 the trailing pair, Gemini ``symbol``;
+  a frame naming several is sent when any of them was asked for. Bitstamp and Crypto.com
+  channel names carry the instrument (``diff_order_book_btcusd``, ``book.BTC_USD.10``), so
+  the channel match already filters them. Frames whose instrument cannot be told (no such
+  field) are sent: dropping a frame a client asked for is worse than an extra one.
+  Heartbeats are always streamed; recorded acks/status frames never are. Frames that
+  cannot be routed by channel (unknown shapes) go to every client that has subscribed.
 
 Adapters written here (missing from the venue modules): Kalshi replies (subscribed, ok,
 unsubscribed, error, list), the per-venue error replies, Coinbase acks via
@@ -364,9 +370,13 @@ def _topic_coinbase(s: str) -> str | None:
     return _CB_EX.get(t, t) if t is not None else None
 
 
+_KRAKEN_V1_TAIL = re.compile(r'"([^"\\]*)"\s*,\s*"([^"\\]*)"\s*\]\s*$')
+
+
 def _topic_kraken(s: str) -> str | None:
-    if s[:1] == "[":
-        return None  # v1 arrays: stream to every subscriber
+    if s[:1] == "[":  # v1: [channelID, data..., "book-10", "XBT/USD"]
+        m = _KRAKEN_V1_TAIL.search(s, max(0, len(s) - 200))
+        return m.group(1).split("-", 1)[0] if m is not None else None
     ch = top_level_str_value(s, "channel")
     if ch is not None:
         if ch == "heartbeat":
@@ -417,6 +427,20 @@ def _topic_cryptocom(s: str) -> str | None:
     return CONTROL if m is not None else None
 
 
+_PRODUCT_ID = re.compile(r'"product_id"\s*:\s*"([^"\\]*)"')
+_SYMBOL = re.compile(r'"symbol"\s*:\s*"([^"\\]*)"')
+
+
+def _inst_kraken(s: str) -> list[str]:
+    if s[:1] == "[":
+        m = _KRAKEN_V1_TAIL.search(s, max(0, len(s) - 200))
+        return [m.group(2)] if m is not None else []
+    return _SYMBOL.findall(s)
+
+
+# venue -> instruments named in a frame; venues absent here are filtered by channel name
+_INSTRUMENTS = {"coinbase": _PRODUCT_ID.findall, "kraken": _inst_kraken, "gemini": _SYMBOL.findall}
+
 _TOPIC = {"coinbase": _topic_coinbase, "kraken": _topic_kraken, "bitstamp": _topic_bitstamp,
           "gemini": _topic_gemini, "cryptocom": _topic_cryptocom}
 
@@ -429,7 +453,8 @@ class ExchangeFlow:
         self.track = track
         self.v = get_venue(track.venue)
         self.topic = _TOPIC.get(self.venue, lambda s: None)
-        self.keys: set[str] = set()
+        self.keys: dict[str, set[str] | None] = {}  # channel key -> instruments (None: all)
+        self.instruments_of = _INSTRUMENTS.get(self.venue)
         self.subs: dict[str, list[str]] = {}  # channel -> instruments (for Coinbase acks)
         self.started = False
         self.seq = -1  # Coinbase AT sequence_num, from 0 per connection
@@ -500,11 +525,26 @@ class ExchangeFlow:
                     self.subs[ch] = [i for i in cur if i not in cmd.instruments]
                     if not self.subs[ch] or not cmd.instruments:
                         self.subs.pop(ch, None)
+            wanted = {i.upper() for i in cmd.instruments} if self.instruments_of is not None else set()
+            for k in keys:
+                if a == "subscribe":
+                    if not wanted:
+                        self.keys[k] = None
+                    elif k not in self.keys:
+                        self.keys[k] = set(wanted)
+                    elif self.keys[k] is not None:
+                        self.keys[k] |= wanted
+                elif k in self.keys:
+                    cur = self.keys[k]
+                    if not wanted:
+                        self.keys.pop(k)
+                    elif cur is not None:
+                        cur -= wanted
+                        if not cur:
+                            self.keys.pop(k)
+                    # all instruments minus some cannot be told apart here: all keep flowing
             if a == "subscribe":
-                self.keys |= keys
                 self.started = True
-            else:
-                self.keys -= keys
             return self._acks(cmd)
         if self.venue == "cryptocom" and a == "public/respond-heartbeat":
             return []
@@ -536,7 +576,18 @@ class ExchangeFlow:
             return True
         if t is CONTROL:
             return None
-        return True if t in self.keys else None
+        if t not in self.keys:
+            return None
+        want = self.keys[t]
+        if want is None:
+            return True
+        named = self.instruments_of(payload)
+        if not named:
+            return True  # instrument cannot be told: send
+        for i in named:
+            if i.upper() in want:
+                return True
+        return None
 
     def render(self, handle, payload, gap: int = 0):
         if self.venue == "coinbase" and payload.__class__ is str and '"sequence_num"' in payload:
