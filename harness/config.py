@@ -8,6 +8,11 @@ TOML layout (every key optional; unknown keys are an error so typos do not pass 
     env = "prod"                     # prod | demo (Kalshi endpoints)
     exchanges = ["coinbase", "kraken", "bitstamp", "gemini", "cryptocom"]
     decode = false                   # keep venue books while recording (findings -> events)
+    rest_poll = "5s"                 # also poll Kalshi markets and exchange tickers over REST
+                                     # this often (off when absent; see harness.live.rest_poll)
+
+    [rest_rates]                     # REST requests per second per host (rest_poll defaults
+    "api.kraken.com" = 1.0           # in harness.live.rest_poll.DEFAULT_RATES)
 
     [kalshi]
     series = ["KXBTC15M"]
@@ -26,6 +31,7 @@ TOML layout (every key optional; unknown keys are an error so typos do not pass 
 
     [venues.kraken]                  # any venue, including kalshi
     url = "wss://ws.kraken.com/v2"
+    rest_url = "https://api.kraken.com"          # REST base for rest_poll (exchanges)
     channels = ["book", "trade"]
     instruments = ["BTC/USD"]
     depth = 100
@@ -80,10 +86,10 @@ VENUE_DEFAULTS: dict[str, dict[str, Any]] = {
 }
 
 _VENUE_KEYS = {
-    "url", "channels", "instruments", "depth", "subscribe", "stale_timeout", "ping_interval", "ping_timeout",
+    "url", "rest_url", "channels", "instruments", "depth", "subscribe", "stale_timeout", "ping_interval", "ping_timeout",
     "app_ping_interval", "subscribe_delay", "compression", "open_timeout", "max_size",
 }
-_TOP_KEYS = {"output", "duration", "env", "exchanges", "decode", "kalshi", "backoff", "venues"}
+_TOP_KEYS = {"output", "duration", "env", "exchanges", "decode", "kalshi", "backoff", "venues", "rest_poll", "rest_rates"}
 _KALSHI_KEYS = {"series", "markets", "channels", "rest_url", "rollover_lead", "close_grace", "poll", "url"}
 _BACKOFF_KEYS = {"base", "cap", "reset_after", "auth_failures_max", "seed"}
 
@@ -104,6 +110,7 @@ class VenueConfig:
     compression: bool = True
     open_timeout: float = 10.0
     max_size: int = 64 * 1024 * 1024  # Coinbase's BTC-USD snapshot is ~5 MB
+    rest_url: str | None = None  # exchanges: REST base for rest_poll (None: the public one)
 
 
 @dataclass
@@ -135,6 +142,8 @@ class RecordConfig:
     backoff: BackoffConfig = field(default_factory=BackoffConfig)
     decode: bool = False
     status: bool | None = None  # None: a live status line when stderr is a TTY
+    rest_poll_s: float | None = None  # poll REST beside the stream this often (None: off)
+    rest_rates: dict[str, float] = field(default_factory=dict)  # host -> requests/s
 
     def to_json(self) -> dict:
         """For the session row (no secrets are ever in here)."""
@@ -143,6 +152,8 @@ class RecordConfig:
         d = asdict(self)
         for v in d["venues"].values():
             v["url"] = redact_url(v["url"])
+            if v.get("rest_url"):
+                v["rest_url"] = redact_url(v["rest_url"])
         return d
 
 
@@ -257,6 +268,7 @@ def build_config(
     urls: list[str] | None = None,
     rest_urls: list[str] | None = None,
     decode: bool | None = None,
+    rest_poll: str | float | None = None,
 ) -> RecordConfig:
     """Defaults < TOML file < command line. ``exchanges=None``: from the file, else all five;
     ``exchanges=""``: none. Kalshi is recorded when a series or a market is given."""
@@ -296,9 +308,6 @@ def build_config(
             poll_s=_dur(kd.get("poll", 60.0), "kalshi.poll"),
         )
     rest_over = parse_overrides(rest_urls, "--rest-url")
-    for name in rest_over:
-        if name != "kalshi":
-            raise ConfigError(f"--rest-url is only for kalshi, not {name!r}")
     if kalshi is not None and "kalshi" in rest_over:
         kalshi.rest_url = rest_over["kalshi"]
     if kalshi is not None:
@@ -323,7 +332,15 @@ def build_config(
         for k in ("stale_timeout", "ping_interval", "ping_timeout", "app_ping_interval", "subscribe_delay", "open_timeout"):
             if k in d and d[k] is not None:
                 d[k] = _dur(d[k], f"venues.{name}.{k}")
+        if name != "kalshi" and (rest_over.get(name) or d.get("rest_url")):
+            d["rest_url"] = _check_url(rest_over.get(name) or d["rest_url"], f"{name} REST", ("http", "https"))
+        elif name == "kalshi":
+            d.pop("rest_url", None)  # Kalshi's lives in [kalshi] rest_url
         venues[name] = VenueConfig(name=name, url=_check_url(url, name, ("ws", "wss")), **d)
+    for name in rest_over:
+        if name not in venues:
+            raise ConfigError(f"--rest-url {name}=... given but {name} is not being recorded",
+                              hint="add it to --exchanges (or give a Kalshi series/market)")
     for name in url_over:
         if name not in venues:
             raise ConfigError(f"--url {name}=... given but {name} is not being recorded",
@@ -340,6 +357,13 @@ def build_config(
         seed=bd.get("seed"),
     )
     dur = duration if duration is not None else data.get("duration")
+    poll = rest_poll if rest_poll is not None else data.get("rest_poll")
+    poll_s = _dur(poll, "rest_poll") if poll not in (None, "", 0) else None
+    if poll_s is not None and poll_s <= 0:
+        raise ConfigError(f"bad rest_poll {poll!r}: must be positive", hint="e.g. --rest-poll 5")
+    rates = data.get("rest_rates") or {}
+    if not isinstance(rates, dict) or any(isinstance(v, bool) or not isinstance(v, (int, float)) or v <= 0 for v in rates.values()):
+        raise ConfigError(f"{config_path}: [rest_rates] maps a host to requests per second (a positive number)")
     return RecordConfig(
         output=str(out),
         venues=venues,
@@ -348,4 +372,6 @@ def build_config(
         env=env,
         backoff=backoff,
         decode=bool(decode if decode is not None else data.get("decode", False)),
+        rest_poll_s=poll_s,
+        rest_rates={str(k): float(v) for k, v in rates.items()},
     )

@@ -40,12 +40,15 @@ def load_kalshi_credentials(env=None):
 @click.option("--env", type=click.Choice(["prod", "demo"]), default=None, help="Kalshi environment [prod]")
 @click.option("--config", "config_path", type=click.Path(dir_okay=False), help="TOML config file (see harness/config.py)")
 @click.option("--url", "urls", multiple=True, metavar="VENUE=URL", help="WebSocket URL override (repeatable)")
-@click.option("--rest-url", "rest_urls", multiple=True, metavar="kalshi=URL", help="Kalshi REST base URL override")
+@click.option("--rest-url", "rest_urls", multiple=True, metavar="VENUE=URL",
+              help="REST base URL override (kalshi: discovery and polls; exchanges: --rest-poll tickers)")
+@click.option("--rest-poll", "rest_poll", default=None, metavar="SECONDS",
+              help="also poll the Kalshi markets and each exchange's REST ticker this often (off by default)")
 @click.option("--decode/--no-decode", default=None, help="keep venue books while recording (findings become events)")
 @click.option("--status/--no-status", default=None, help="live status line [on when stderr is a terminal]")
 @click.option("--seed", type=int, default=None, help="seed the backoff jitter (reproducible reconnect timing)")
 def command(output, kalshi_series, kalshi_market, kalshi_channels, exchanges, duration, env, config_path,
-            urls, rest_urls, decode, status, seed):
+            urls, rest_urls, rest_poll, decode, status, seed):
     """Record every WebSocket frame (both directions, control frames too) from Kalshi and the
     BTC spot exchanges into a recording, reconnecting through errors, until --duration
     or Ctrl-C (once: finish cleanly; twice: exit at once).
@@ -57,7 +60,7 @@ def command(output, kalshi_series, kalshi_market, kalshi_channels, exchanges, du
     cfg = build_config(
         output=output, config_path=config_path, kalshi_series=list(kalshi_series), kalshi_markets=list(kalshi_market),
         kalshi_channels=[kalshi_channels] if kalshi_channels else None, exchanges=exchanges, duration=duration,
-        env=env, urls=list(urls), rest_urls=list(rest_urls), decode=decode,
+        env=env, urls=list(urls), rest_urls=list(rest_urls), decode=decode, rest_poll=rest_poll,
     )
     if seed is not None:
         cfg.backoff.seed = seed
@@ -74,6 +77,10 @@ def command(output, kalshi_series, kalshi_market, kalshi_channels, exchanges, du
         if s.fatal:
             line += f"  FAILED: {s.fatal}"
         click.echo(line, err=True)
+    rp = result.rest_poll
+    if rp is not None:
+        click.echo(f"  REST polls: {rp.requests:,} requests, {rp.ok:,} ok, {rp.errors:,} failed "
+                   f"({rp.throttled:,} throttled with 429), {rp.skipped:,} skipped", err=True)
     click.echo(f"wrote {result.frames_written:,} frames to {cfg.output} (stopped: {result.stopped_by})", err=True)
     if result.stats and all(s.fatal for s in result.stats.values()):
         raise HarnessError("every venue failed; see the messages above")

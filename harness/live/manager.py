@@ -1,5 +1,6 @@
 """All venues of one recording: one ``VenueConnection`` task per venue (a venue that fails
-never stops the others), Kalshi market discovery and rollover, the writer, the duration,
+never stops the others), Kalshi market discovery and rollover, REST polling beside the
+stream (``rest_poll_s``, see ``harness.live.rest_poll``), the writer, the duration,
 signals and the live status line.
 
 ``run_record(cfg)`` is the whole of ``harness record`` minus argument parsing.
@@ -35,6 +36,7 @@ class RecordResult:
     frames_written: int = 0
     stopped_by: str = ""  # duration | signal | all_failed | stop
     rollover: Rollover | None = None
+    rest_poll: object | None = None  # rest_poll.PollStats when polling was on
 
     @property
     def failed(self) -> dict[str, str]:
@@ -76,6 +78,7 @@ class Recorder:
         self.conns: dict[str, VenueConnection] = {}
         self.rest: KalshiRest | None = None
         self.rollover: Rollover | None = None
+        self.poller = None  # rest_poll.RestPoller when cfg.rest_poll_s
         self.stopped_by = ""
         secrets: tuple[str, ...] = ()
         if credentials is not None:
@@ -141,6 +144,9 @@ class Recorder:
             extra = []
             if self.rollover is not None:
                 extra.append(asyncio.ensure_future(self.rollover.run(self.stop)))
+            if self.cfg.rest_poll_s:
+                self.poller = self._make_poller()
+                extra.append(asyncio.ensure_future(self.poller.run(self.stop)))
             if self.cfg.duration_s:
                 extra.append(asyncio.ensure_future(self._duration(self.cfg.duration_s)))
             pending = set(tasks.values())
@@ -173,8 +179,23 @@ class Recorder:
         finally:
             if self.rest is not None:
                 await self.rest.close()
+            if self.poller is not None:
+                await self.poller.close()
         return RecordResult(self.cfg.output, {n: c.stats for n, c in self.conns.items()},
-                            stopped_by=self.stopped_by or "stop", rollover=self.rollover)
+                            stopped_by=self.stopped_by or "stop", rollover=self.rollover,
+                            rest_poll=self.poller.stats if self.poller is not None else None)
+
+    def _make_poller(self):
+        from harness.live.rest_poll import DEFAULT_REST, RestPoller
+
+        kc = self.cfg.kalshi
+        kconn = self.conns.get("kalshi")
+        exchanges = {n: (vc.rest_url or DEFAULT_REST[n], list(vc.instruments))
+                     for n, vc in self.cfg.venues.items() if n != "kalshi" and n in DEFAULT_REST}
+        # the handler's market list is what the stream is subscribed to, rollover included
+        markets = (lambda: list(kconn.handler.markets)) if kconn is not None else None
+        return RestPoller(self.writer, self.cfg.rest_poll_s, kalshi_url=kc.rest_url if kc and kconn else None,
+                          kalshi_markets=markets, exchanges=exchanges, rates=self.cfg.rest_rates, secrets=self.secrets)
 
     async def _duration(self, seconds: float) -> None:
         await asyncio.sleep(seconds)

@@ -1,4 +1,5 @@
 """Kalshi REST over aiohttp: market discovery (cursor paging) and 15-minute rollover.
+``KalshiRest`` is also the recorded GET client of ``rest_poll`` (any venue's base URL).
 
 Every exchange is recorded in the recording's ``http`` table with secrets redacted
 (URL query parameters and headers, see ``harness.live.redact``).
@@ -20,7 +21,7 @@ import asyncio
 import logging
 import time
 from collections.abc import Callable
-from typing import Any
+from typing import Any, NamedTuple
 
 import aiohttp
 
@@ -67,10 +68,18 @@ class FastClock:
         await asyncio.sleep(max(0.0, seconds) / self.rate)
 
 
+class RestResponse(NamedTuple):
+    status: int
+    body: str
+    headers: dict  # redacted response headers (Retry-After, rate-limit counters)
+
+
 class KalshiRest:
     """``GET`` against the Kalshi REST base URL (``.../trade-api/v2``), each exchange recorded.
 
-    auth: optional ``(method, path) -> headers`` (public market data needs none)."""
+    auth: optional ``(method, path) -> headers`` (public market data needs none).
+    venue: the ``http.venue`` the exchanges are recorded under (the pollers reuse this
+    client for the exchanges' public REST)."""
 
     def __init__(
         self,
@@ -81,7 +90,9 @@ class KalshiRest:
         timeout_s: float = 10.0,
         auth: Callable[[str, str], dict] | None = None,
         secrets: tuple[str, ...] = (),
+        venue: str = "kalshi",
     ):
+        self.venue = venue
         self.base_url = base_url.rstrip("/")
         self.writer = writer
         self._session = session
@@ -110,6 +121,11 @@ class KalshiRest:
 
     async def get(self, path: str, params: dict[str, Any] | None = None) -> tuple[int, str]:
         """(status, body text). Network errors raise ``RestError``; HTTP errors are returned."""
+        r = await self.request(path, params)
+        return r.status, r.body
+
+    async def request(self, path: str, params: dict[str, Any] | None = None) -> RestResponse:
+        """Like ``get`` with the (redacted) response headers too."""
         url = self.base_url + path
         params = {k: str(v) for k, v in (params or {}).items() if v is not None}
         from urllib.parse import urlsplit
@@ -135,7 +151,7 @@ class KalshiRest:
             self._record(full_url, params, headers, None, None, f"<error {redact.redact_text(err, self.secrets)}>", t_sent, m_sent)
             raise RestError(f"GET {redact.redact_url(url)} failed: {redact.redact_text(err, self.secrets)}") from None
         self._record(full_url, params, headers, status, resp_headers, body, t_sent, m_sent)
-        return status, body
+        return RestResponse(status, body, resp_headers or {})
 
     def _record(self, url, params, headers, status, resp_headers, body, t_sent, m_sent) -> None:
         if self.writer is None:
@@ -145,7 +161,7 @@ class KalshiRest:
 
             url = url + "?" + urlencode(params)
         self.writer.http(
-            "GET", redact.redact_url(url), time.time_ns(), status=status, venue="kalshi",
+            "GET", redact.redact_url(url), time.time_ns(), status=status, venue=self.venue,
             request_headers=redact.redact_headers(headers), response_headers=resp_headers,
             response_body=redact.redact_text(body, self.secrets) if self.secrets else body,
             t_sent_ns=t_sent, t_sent_mono_ns=m_sent, t_recv_mono_ns=time.monotonic_ns(),
