@@ -74,6 +74,7 @@ from harness.replay.venue_flows import (
     KalshiFlow,
     KalshiSub,
     VenueTrack,
+    kalshi_books,
     new_flow,
 )
 from harness.store.reader import Filters, Recording
@@ -372,6 +373,15 @@ class ImpersonationServer:
                 tr.status_frame = payload
                 return
 
+    def _kalshi_books(self, tickers: set[str], upto_fid: int | None) -> dict:
+        """The recorded Kalshi books of ``tickers`` after frame ``upto_fid`` (get_snapshot).
+        Read in the event loop on purpose: the stream cannot move while the answer is built,
+        so the snapshot's seq and content match the point of the stream it is sent at."""
+        if upto_fid is None or not tickers:
+            return {}
+        with Recording(self.path) as rec:
+            return kalshi_books(rec.rows(Filters(venues=("kalshi",), dir="in", opcodes=("text",))), tickers, upto_fid)
+
     # -- faults log ------------------------------------------------------------------------
     def _log_fault(self, entry: dict) -> None:
         entry.setdefault("t_ns", time.time_ns())
@@ -485,6 +495,8 @@ class ImpersonationServer:
         self.clients.append(client)
         self._active.add(client.no)
         flow = new_flow(track)
+        if venue == "kalshi":
+            flow.books_at = self._kalshi_books
         go = asyncio.Event()
         resume_key = (venue, key_id)
         client.resumed_at = self._resume.pop(resume_key, None)
@@ -661,9 +673,14 @@ class ImpersonationServer:
                         first_t = t_line
                         self._start_clock(t_line)
                     a = inj.actions(index, t_line - first_t) if inj is not None else None
+                    # Render (which takes the next seq) only once the frame is due and nothing
+                    # can yield before it is written: a reply sent meanwhile (ok, a get_snapshot
+                    # answer) would otherwise go out with a later seq ahead of this frame.
+                    # ``last_fid`` marks the frame written last (get_snapshot rebuilds to it).
                     if a is None:
-                        text = render(h, payload)
                         if speed is None:
+                            text = render(h, payload)
+                            flow.last_fid = fid
                             batch.append(text)
                             batch_bytes += len(text)
                             batch_t = t_line
@@ -671,6 +688,8 @@ class ImpersonationServer:
                                 await flush()
                         else:
                             await wait(t_line)
+                            text = render(h, payload)
+                            flow.last_fid = fid
                             await send(text)
                             client.frames_sent += 1
                             if t_line > self._line_sent:
@@ -725,12 +744,20 @@ class ImpersonationServer:
             await self._send(ws, client, flow.v.request_reconnect_frame())
         if a.drop:
             render = flow.render(h, payload)
+            flow.last_fid = fid  # the recorded book moved on even if this client missed it
             rec("drop", **({"seq": sub.seq} if sub is not None and '"seq"' in render else {}))
             return False
+        if a.delay_ns and not a.hold:
+            rec("delay", ms=round(a.delay_ns / 1e6, 3))
+            if a.delay_ns > 0:
+                await asyncio.sleep(a.delay_ns / 1e9)
+        if self.speed is not None and not a.hold:
+            await wait(t_line)
         gap = 0
         if a.seqgap:
             gap = 1
         text = flow.render(h, payload, gap)
+        flow.last_fid = fid
         if a.seqgap:
             rec("seqgap", **({"seq": sub.seq} if sub is not None else {}))
         if a.corrupt and isinstance(text, str):
@@ -740,12 +767,6 @@ class ImpersonationServer:
             held.append([a.hold + 1, text, fid])
             rec("reorder", after=a.hold, **({"seq": sub.seq} if sub is not None else {}))
             return False
-        if a.delay_ns:
-            rec("delay", ms=round(a.delay_ns / 1e6, 3))
-            if a.delay_ns > 0:
-                await asyncio.sleep(a.delay_ns / 1e9)
-        if self.speed is not None:
-            await wait(t_line)
         await self._send(ws, client, text)
         client.frames_sent += 1
         if a.dup:

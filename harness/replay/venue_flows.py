@@ -185,6 +185,10 @@ class KalshiFlow:
         self.commands = 0
         self.errors = 0
         self._head: tuple = (None, None)
+        self.last_fid: int | None = None  # the last recorded frame streamed (set by the server)
+        # (tickers, upto_fid) -> {ticker: (KalshiBook, market_id)}: the recorded books at a
+        # point of the stream; set by the server, answers get_snapshot
+        self.books_at = None
 
     def on_connect(self) -> list[str]:
         return []
@@ -283,7 +287,13 @@ class KalshiFlow:
         obj = {"id": cmd.id, "sid": sid, "seq": sub.next_seq(), "type": "ok", "msg": msg}
         if not cmd.id:
             del obj["id"]
-        return [_dumps(obj)]
+        out = [_dumps(obj)]
+        if p.action == "get_snapshot" and sub.channel == "orderbook_delta" and self.books_at is not None:
+            books = self.books_at(set(tickers), self.last_fid)
+            for t in tickers:
+                book, market_id = books.get(t, (None, None))
+                out.append(snapshot_frame(sub.sid, sub.next_seq(), t, market_id, book))
+        return out
 
     def _cmd_list_subscriptions(self, cmd) -> list[str]:
         obj = {"id": cmd.id, "type": "ok", "msg": [{"channel": s.channel, "sid": s.sid} for s in self.by_sid.values()]}
@@ -344,6 +354,51 @@ class KalshiFlow:
             self.by_channel.pop(sub.channel, None)
             self.by_sid.pop(sub.sid, None)
         return text
+
+
+def _fp(q, places: int) -> str:
+    """A Decimal as Kalshi fixed-point text: at least ``places`` decimals, never rounded."""
+    exp = q.as_tuple().exponent
+    return format(q, f".{max(places, -exp if isinstance(exp, int) else 0)}f")
+
+
+def snapshot_frame(sid: int, seq: int, ticker: str, market_id: str | None, book) -> str:
+    """A current-format ``orderbook_snapshot`` of a ``KalshiBook`` (None: empty). A side's
+    key is absent when that side is empty, as Kalshi sends it."""
+    msg: dict = {"market_ticker": ticker, "market_id": market_id or ""}
+    if book is not None:
+        if book.yes:
+            msg["yes_dollars_fp"] = [[_fp(p, 4), _fp(q, 2)] for p, q in book.yes.items()]
+        if book.no:
+            msg["no_dollars_fp"] = [[_fp(p, 4), _fp(q, 2)] for p, q in book.no.items()]
+    return _dumps({"type": "orderbook_snapshot", "sid": sid, "seq": seq, "msg": msg})
+
+
+def kalshi_books(rows, tickers: set[str], upto_fid: int) -> dict:
+    """{ticker: (KalshiBook, market_id)} after the recorded frame ``upto_fid``, rebuilt from
+    ``rows`` (recorded inbound Kalshi rows ``(id, ..., payload, ...)`` in receive order, as
+    ``Recording.rows`` yields them): snapshots replace a book, deltas change it."""
+    from harness.venues import kalshi
+
+    books: dict = {}
+    for row in rows:
+        fid, payload = row[0], row[7]
+        if isinstance(payload, str) and '"orderbook_' in payload and any(t in payload for t in tickers):
+            try:
+                msgs = kalshi.decode(payload)
+            except DecodeError:
+                msgs = ()
+            for m in msgs:
+                if isinstance(m, (kalshi.OrderbookSnapshot, kalshi.OrderbookDelta)) and m.instrument in tickers:
+                    book, mid = books.get(m.instrument) or (kalshi.KalshiBook(m.instrument), None)
+                    if isinstance(m, kalshi.OrderbookSnapshot):
+                        book.apply_snapshot(m.yes, m.no)
+                    else:
+                        book.apply_delta(m.side, m.price, m.delta)
+                    books[m.instrument] = (book, m.market_id or mid)
+        if fid == upto_fid:
+            break
+    return books
 
 
 def _peek_id(payload):
