@@ -15,6 +15,9 @@ Live (a sink for any frame source, e.g. ``replay(rec, runner)`` or a live tap)::
     runner.start(connections=[...])          # optional metadata
     for f in runner.on_frame(frame): ...     # new findings as they happen
     report = runner.finish()
+
+Recording live (``harness record --check``): ``LiveChecks(runner, on_finding)`` is the
+recorder's observer (``run_record(cfg, observer=...)``, see ``harness.live.observe``).
 """
 
 from __future__ import annotations
@@ -318,6 +321,117 @@ class Runner:
     # the replay core calls close() at the end; finish() is explicit
     def close(self) -> None:
         pass
+
+
+class LiveChecks:
+    """The recorder's observer for ``harness record --check``: what the recorder writes goes
+    through a queue to the ``Runner`` (a task drains it, so the receive path only appends),
+    and each new finding goes to ``on_finding(finding)`` as it happens.
+
+    Connections are written before their handshake is known (headers, status come later
+    via ``update_connection``, which observers do not see), so the endpoint and auth checks,
+    which judge the handshake, run at the end on the recording's connection rows
+    (``finish(recording_path)``). Reconnect events reach the sequence check live."""
+
+    CHUNK = 500  # queue items between yields to the event loop
+
+    def __init__(self, runner: Runner, on_finding=None):
+        from collections import deque
+
+        self.runner = runner
+        self.on_finding = on_finding or (lambda f: None)
+        self.queue: deque = deque()
+        self.findings: list[Finding] = []
+        self._wake = None
+        self._task = None
+        runner.start(live=True)
+
+    # -- observer protocol (called on the event loop thread, inside the receive path) --
+    def on_connection(self, conn_id: int, venue: str, url: str | None) -> None:
+        self.queue.append(("conn", {"id": conn_id, "venue": venue, "url": url}))
+        self._kick()
+
+    def on_frame(self, frame: Frame) -> None:
+        self.queue.append(("frame", frame))
+        self._kick()
+
+    def on_event(self, kind: str, t_wall_ns: int, conn_id: int | None, detail: dict | None) -> None:
+        self.queue.append(("event", {"kind": kind, "t_wall_ns": t_wall_ns, "conn_id": conn_id, "detail": detail}))
+        self._kick()
+
+    def on_http(self, exchange: dict) -> None:
+        self.queue.append(("http", exchange))
+        self._kick()
+
+    # -- draining --------------------------------------------------------------------
+    def _kick(self) -> None:
+        if self._wake is not None and not self._wake.is_set():
+            self._wake.set()
+
+    async def run(self, stop) -> None:
+        """Drain the queue until ``stop`` is set (then ``finish`` drains the rest)."""
+        import asyncio
+
+        self._wake = asyncio.Event()
+        while not stop.is_set():
+            self.drain(self.CHUNK)
+            if self.queue:
+                await asyncio.sleep(0)
+                continue
+            self._wake.clear()
+            waits = [asyncio.ensure_future(self._wake.wait()), asyncio.ensure_future(stop.wait())]
+            try:
+                await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
+            finally:
+                for w in waits:
+                    w.cancel()
+
+    def drain(self, limit: int | None = None) -> None:
+        r = self.runner
+        n = 0
+        while self.queue and (limit is None or n < limit):
+            kind, item = self.queue.popleft()
+            n += 1
+            if kind == "frame":
+                new = r.on_frame(item)
+            elif kind == "http":
+                new = r.on_http(item)
+            elif kind == "conn":
+                r.ctx.connections.append(item)  # minimal row; the full ones at finish
+                new = []
+            else:
+                r.ctx.events.append(item)
+                seq = r.check("sequence")
+                if item["kind"] == "reconnect" and seq is not None:
+                    seq.on_reconnect(item)
+                new = r._drain()
+            for f in new:
+                self.findings.append(f)
+                self.on_finding(f)
+
+    def finish(self, recording_path: str | None = None) -> Report:
+        """Drain what is left, judge the handshakes from the recording, build the report."""
+        self.drain()
+        r = self.runner
+        if recording_path is not None:
+            from harness.store.reader import Recording
+
+            rec = Recording(recording_path)
+            try:
+                sessions = rec.sessions()
+                sid = sessions[-1]["id"] if sessions else None
+                r.ctx.connections = [c for c in rec.connections() if sid is None or c.get("session_id") == sid]
+                r.ctx.events = [e for e in rec.events() if sid is None or e.get("session_id") == sid]
+                r.ctx.sessions = sessions[-1:]
+            finally:
+                rec.close()
+            r.ctx.path = os.fspath(recording_path)
+            for c in r.checks:
+                if c.name in ("endpoint", "auth"):
+                    c.start(r.ctx)
+            for f in r._drain():
+                self.findings.append(f)
+        return r.finish()
 
 
 def run_checks(

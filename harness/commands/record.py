@@ -8,7 +8,7 @@ import sys
 
 import click
 
-from harness.errors import AuthError, HarnessError
+from harness.errors import AuthError, ConfigError, HarnessError
 
 
 def load_kalshi_credentials(env=None):
@@ -47,13 +47,21 @@ def load_kalshi_credentials(env=None):
 @click.option("--decode/--no-decode", default=None, help="keep venue books while recording (findings become events)")
 @click.option("--status/--no-status", default=None, help="live status line [on when stderr is a terminal]")
 @click.option("--seed", type=int, default=None, help="seed the backoff jitter (reproducible reconnect timing)")
+@click.option("--check", "check", is_flag=True, help="run the checks (as `harness check`) live on the stream; exit 1 if one fails")
+@click.option("--only", multiple=True, help="with --check: only this check (repeatable or comma-separated)")
+@click.option("--html", "html_path", type=click.Path(dir_okay=False), help="with --check: also write the HTML report here")
+@click.option("--json", "json_path", type=click.Path(dir_okay=False), help="with --check: also write the JSON report here")
 def command(output, kalshi_series, kalshi_market, kalshi_channels, exchanges, duration, env, config_path,
-            urls, rest_urls, rest_poll, decode, status, seed):
+            urls, rest_urls, rest_poll, decode, status, seed, check, only, html_path, json_path):
     """Record every WebSocket frame (both directions, control frames too) from Kalshi and the
     BTC spot exchanges into a recording, reconnecting through errors, until --duration
     or Ctrl-C (once: finish cleanly; twice: exit at once).
 
-    Kalshi credentials come from KALSHI_API_KEY_ID and KALSHI_PRIVATE_KEY_PATH."""
+    Kalshi credentials come from KALSHI_API_KEY_ID and KALSHI_PRIVATE_KEY_PATH.
+
+    With --check, the checks of `harness check` run on the frames as they are written: a
+    finding is printed (stderr) as it happens, the report at the end (stdout), exit 1 when
+    a check fails (unless the recording itself failed)."""
     from harness.config import build_config
     from harness.live.manager import run_record
 
@@ -64,11 +72,27 @@ def command(output, kalshi_series, kalshi_market, kalshi_channels, exchanges, du
     )
     if seed is not None:
         cfg.backoff.seed = seed
+    if (only or html_path or json_path) and not check:
+        raise ConfigError("--only, --html and --json go with --check", hint="add --check")
+    live = _live_checks(only) if check else None
     creds = load_kalshi_credentials() if "kalshi" in cfg.venues else None
     click.echo(f"recording {', '.join(cfg.venues)} to {cfg.output}"
-               + (f" for {cfg.duration_s:g}s" if cfg.duration_s else " until Ctrl-C"), err=True)
+               + (f" for {cfg.duration_s:g}s" if cfg.duration_s else " until Ctrl-C")
+               + (" with live checks" if live else ""), err=True)
+
+    async def main():
+        stop = asyncio.Event()
+        drainer = asyncio.ensure_future(live.run(stop)) if live is not None else None
+        try:
+            return await run_record(cfg, credentials=creds, install_signals=True, status=status, stop=stop,
+                                    observer=live)
+        finally:
+            stop.set()
+            if drainer is not None:
+                await drainer
+
     try:
-        result = asyncio.run(run_record(cfg, credentials=creds, install_signals=True, status=status))
+        result = asyncio.run(main())
     except KeyboardInterrupt:  # signal handlers not installable: still a clean exit
         click.echo("interrupted", err=True)
         return
@@ -84,4 +108,54 @@ def command(output, kalshi_series, kalshi_market, kalshi_channels, exchanges, du
     click.echo(f"wrote {result.frames_written:,} frames to {cfg.output} (stopped: {result.stopped_by})", err=True)
     if result.stats and all(s.fatal for s in result.stats.values()):
         raise HarnessError("every venue failed; see the messages above")
+    if result.stopped_by == "recording_failed":
+        raise HarnessError(f"recording to {cfg.output} failed; see the messages above")
+    if live is not None:
+        _report(live, cfg.output, html_path, json_path)
     sys.stdout.flush()
+
+
+def _live_checks(only):
+    """The recorder observer running the checks; findings printed to stderr as they happen
+    (the first ``_LIVE_REPEATS`` of each kind; the report counts them all)."""
+    from rich.console import Console
+    from rich.markup import escape
+
+    from harness.checks import config as cfgmod
+    from harness.checks.report import _STYLE
+    from harness.checks.runner import CHECK_NAMES, LiveChecks, Runner
+
+    names = [n.strip() for o in only for n in o.split(",") if n.strip()]
+    bad = [n for n in names if n not in CHECK_NAMES]
+    if bad:
+        raise ConfigError(f"unknown check(s) {', '.join(bad)}", hint=f"use one of: {', '.join(CHECK_NAMES)}")
+    console = Console(stderr=True, highlight=False)
+    seen: dict = {}
+
+    def show(f) -> None:
+        n = seen[f.key] = seen.get(f.key, 0) + 1
+        if n <= _LIVE_REPEATS:
+            more = " (further ones counted in the report)" if n == _LIVE_REPEATS else ""
+            console.print(f"[{_STYLE[f.severity]}]{f.severity.upper():4}[/] {escape(f.line()[5:])}{more}", soft_wrap=True)
+
+    return LiveChecks(Runner(names or None, cfgmod.load(None)), show)
+
+
+_LIVE_REPEATS = 3
+
+
+def _report(live, output: str, html_path: str | None, json_path: str | None) -> None:
+    from harness.checks.report import render_html, render_terminal, to_json
+
+    report = live.finish(output)
+    render_terminal(report)
+    for path, text in ((json_path, to_json), (html_path, render_html)):
+        if path:
+            tmp = path + ".tmp"
+            with open(tmp, "w", encoding="utf-8") as fh:
+                fh.write(text(report))
+            os.replace(tmp, path)
+            click.echo(f"report: {path}", err=True)
+    sys.stdout.flush()
+    if report.exit_code:
+        sys.exit(report.exit_code)
