@@ -32,6 +32,9 @@ Measures per key:
   not had are ``rest_ahead_s`` and not part of the distribution.
 - ``age``: time since the last REST response (mean is half the poll interval whatever
   the stream does; staleness can only be lower).
+- The *view* of an instrument (``by_instrument``, and the venue line, pooled over its
+  instruments' time): at each moment its stalest field (a field REST shows ahead of the
+  stream counts as current), so a field that never changes does not dilute a busy one.
 
 Codes: ``summary`` (info, one per venue with the headline numbers), ``stream_behind_rest``
 (warn: p90 of ``rest_to_stream`` over ``STREAM_BEHIND_S``), ``no_rest`` is a note, not a
@@ -162,7 +165,7 @@ class Track:
 
     __slots__ = ("ws", "rest", "rest_t", "rest_first", "latest", "pending_rest", "mode", "t_seg",
                  "segs", "pend_segs", "ahead", "pend_ahead", "zero", "pend_zero", "ages",
-                 "to_rest", "to_stream", "eps", "pend_eps", "hits", "ws_pts", "rest_pts")
+                 "to_rest", "to_stream", "eps", "pend_eps", "hits", "ws_pts", "rest_pts", "modes")
 
     def __init__(self):
         self.ws = _UNKNOWN
@@ -184,6 +187,7 @@ class Track:
         self.hits = 0  # of those, seen by a REST response
         self.ws_pts: list[tuple[int, object]] = []
         self.rest_pts: list[tuple[int, object]] = []
+        self.modes: list[tuple[int, tuple]] = []  # (t, mode) each time it changes: for the view
 
     def _mode(self) -> tuple:
         if self.ws is _UNKNOWN or self.rest is _UNKNOWN:
@@ -213,6 +217,7 @@ class Track:
         if new != self.mode:
             self._close(t)
             self.mode = new
+            self.modes.append((t, new))
 
     def stream(self, t: int, v) -> None:
         if v == self.ws and self.ws is not _UNKNOWN:
@@ -256,10 +261,40 @@ class Track:
             self.pending_rest.setdefault(v, t)
         self.rest_pts.append((t, v))
         self.mode = self._mode()
+        self.modes.append((t, self.mode))
 
     @property
     def span_s(self) -> float:
         return sum(self.ages)
+
+
+def view_pieces(tracks: list[Track]) -> tuple[list, float, float]:
+    """The staleness of an instrument's whole REST view: at each moment the stalest of its
+    fields (a field REST shows ahead of the stream counts as current). Over the span from
+    the first to the last REST response of any field. Returns (pieces, zero_s, ahead_s)."""
+    lo = min(tr.rest_first for tr in tracks)
+    hi = max(tr.rest_t for tr in tracks)
+    changes = sorted((t, i, m) for i, tr in enumerate(tracks) for t, m in tr.modes)
+    cur: list[tuple] = [("none",)] * len(tracks)
+    segs: list[tuple[float, float, float]] = []
+    zero = ahead = 0.0
+    prev = None
+    for t, i, m in changes:
+        if prev is not None and t > prev:
+            a, b = max(prev, lo), min(t, hi)
+            if b > a:
+                lins = [c[1] for c in cur if c[0] == "lin"]
+                dur = (b - a) / _NS
+                if lins:
+                    e = min(lins)
+                    segs.append(((a - e) / _NS, (b - e) / _NS, dur))
+                elif any(c[0] == "zero" for c in cur):
+                    zero += dur
+                elif any(c[0] == "ahead" for c in cur):
+                    ahead += dur
+        cur[i] = m
+        prev = t
+    return segs, zero, ahead
 
 
 # ----------------------------------------------------------------------------- distributions
@@ -411,9 +446,11 @@ class FreshnessCheck(BaseCheck):
     def finish(self):
         rows = []
         by_venue: dict[str, dict] = {}
+        views: dict[tuple[str, str], list[Track]] = {}
         for (venue, inst, fld), tr in sorted(self.tracks.items()):
             if tr.rest_first is None:
                 continue
+            views.setdefault((venue, inst), []).append(tr)
             st = distribution(tr.segs, tr.zero)
             age = distribution([(0.0, a, a) for a in tr.ages])
             rows.append({
@@ -424,13 +461,19 @@ class FreshnessCheck(BaseCheck):
             })
             v = by_venue.setdefault(venue, {"segs": [], "zero": 0.0, "ages": [], "to_rest": [], "to_stream": [],
                                             "instruments": set(), "ahead": 0.0})
-            v["segs"].extend(tr.segs)
-            v["zero"] += tr.zero
             v["ages"].extend(tr.ages)
             v["to_rest"].extend(tr.to_rest)
             v["to_stream"].extend(tr.to_stream)
             v["instruments"].add(inst)
-            v["ahead"] += tr.ahead
+        instruments = []
+        for (venue, inst), trs in sorted(views.items()):
+            segs, zero, ahead = view_pieces(trs)
+            instruments.append({"venue": venue, "instrument": inst, "staleness": distribution(segs, zero),
+                                "rest_ahead_s": _r(ahead)})
+            v = by_venue[venue]
+            v["segs"].extend(segs)
+            v["zero"] += zero
+            v["ahead"] += ahead
         venues = {}
         for venue, v in sorted(by_venue.items()):
             st = distribution(v["segs"], v["zero"])
@@ -455,7 +498,7 @@ class FreshnessCheck(BaseCheck):
                           f"the stream showed values {back['p90_s']} s (p90 of {back['n']}) after a REST poll had them "
                           f"(> {STREAM_BEHIND_S:g} s): the WebSocket view lags",
                           venue=venue)
-        self.stats = {"rest_rows": self.rest_rows, "venues": venues, "by_key": rows}
+        self.stats = {"rest_rows": self.rest_rows, "venues": venues, "by_instrument": instruments, "by_key": rows}
         if not rows:
             self.notes.append("no REST polls matching a recorded stream (record with --rest-poll SECONDS)")
         self.series = {"views": self._plot_series()}

@@ -107,9 +107,13 @@ def test_kalshi_staleness_lags_and_missed_changes_are_exact(rec):
     assert bid["rest_to_stream"]["n"] == 1 and bid["rest_to_stream"]["max_s"] == 1.0
     ask = _row(res, "kalshi", "yes_ask")
     assert ask["staleness"]["mean_s"] == 0.0 and ask["staleness"]["time_s"] == 15.0
-    # the venue line pools the fields: 6 s of staleness pieces (mean 1.5) among 29 s
+    # the market's whole view is as stale as its stalest field: the bid's pieces, but 11-12 s
+    # counts as current (the bid ahead, the ask equal): 9 s at 0 among 15 s, p90 (9 + 2x)/15 = 0.9
+    view = {"time_s": 15.0, "mean_s": 0.6, "p50_s": 0.0, "p90_s": 2.25, "max_s": 3.0, "zero_frac": 0.6}
+    [mk] = [r for r in res.stats["by_instrument"] if r["venue"] == "kalshi"]
+    assert mk["instrument"] == M and mk["staleness"] == view and mk["rest_ahead_s"] == 0.0
     kv = res.stats["venues"]["kalshi"]
-    assert kv["poll_interval_s"] == 5.0 and kv["staleness"]["mean_s"] == round(9 / 29, 3)
+    assert kv["poll_interval_s"] == 5.0 and kv["staleness"] == view
     summary = [f for f in res.findings if f.code == "summary" and f.venue == "kalshi"]
     assert summary and summary[0].severity == "info" and "polled every 5 s" in summary[0].message
 
@@ -126,6 +130,7 @@ def test_exchange_ticker_against_the_book(rec):
     assert bid["missed"] == 1  # 102
     ask = _row(res, "coinbase", "ask")
     assert ask["staleness"]["mean_s"] == 0.0  # "105.0" == "105.00" as numbers
+    assert res.stats["venues"]["coinbase"]["staleness"] == bid["staleness"]  # the ask never stale, no trades
 
 
 def test_a_fast_stream_polled_every_5s_is_half_an_interval_stale(tmp_path):
@@ -142,6 +147,7 @@ def test_a_fast_stream_polled_every_5s_is_half_an_interval_stale(tmp_path):
         http.append(("kalshi", f"{REST}/markets/{M}", t, market_body(f"{(k + 1) / 1000:.4f}", "0.9900")))
     res = run_checks(write(str(tmp_path / "fast.db"), frames, http), ["freshness"]).result("freshness")
     st = _row(res, "kalshi", "yes_bid")["staleness"]
+    assert res.stats["venues"]["kalshi"]["staleness"] == st  # the constant ask does not dilute it
     # each poll's value is left 0.05 s after the poll: per 5 s, 0.05 s current, then stale
     # rising 0 -> 4.95 s: mean 4.95 * 2.475 / 5, p50 solves (0.05 + x) / 5 = 0.5
     assert st["max_s"] == 4.95 and st["mean_s"] == 2.45 and st["p50_s"] == 2.45 and st["zero_frac"] == 0.01
