@@ -88,6 +88,28 @@ def _kalshi_ask(v):
 # ----------------------------------------------------------------------------- REST parsing
 
 
+def poll_venue(venue: str | None, url: str) -> str | None:
+    """The venue whose polled endpoint ``url`` is (``venue`` when the row names it), or None
+    when the URL is not a market/ticker poll (discovery, order-book snapshots, ...)."""
+    path = urlsplit(url).path
+    guess = None
+    if _KALSHI_MARKET.search(path):
+        guess = "kalshi"
+    elif "/products/" in path and path.rstrip("/").endswith("/ticker"):
+        guess = "coinbase"
+    elif path.lower().endswith("/0/public/ticker"):
+        guess = "kraken"
+    elif "/api/v2/ticker/" in path:
+        guess = "bitstamp"
+    elif "/v1/pubticker/" in path:
+        guess = "gemini"
+    elif path.endswith("public/get-tickers"):
+        guess = "cryptocom"
+    if guess is None:
+        return None
+    return venue.lower() if venue else guess
+
+
 def parse_rest(venue: str, url: str, body: str) -> list[tuple[str, dict]]:
     """``[(instrument, {field: value})]`` read from one REST response; [] when the URL is not
     a polled ticker/market endpoint or the body is not what it should be."""
@@ -362,8 +384,8 @@ class FreshnessCheck(BaseCheck):
 
     def start(self, ctx) -> None:
         super().start(ctx)
-        # a finished recording without REST rows: nothing to compare, skip the work
-        self.active = bool(ctx.live or ctx.http)
+        # a finished recording without REST polls: nothing to compare, skip the work
+        self.active = ctx.live or any(poll_venue(r.get("venue"), r.get("url") or "") for r in ctx.http)
 
     def _track(self, venue: str, inst: str, fld: str) -> Track:
         k = (venue, inst, fld)
@@ -373,8 +395,10 @@ class FreshnessCheck(BaseCheck):
         return t
 
     def on_http(self, row: dict) -> None:
-        venue = (row.get("venue") or "").lower()
         if row.get("status") != 200 or not row.get("response_body") or not row.get("t_recv_ns"):
+            return
+        venue = poll_venue(row.get("venue"), row.get("url") or "")  # rows without a venue: by URL
+        if venue is None:
             return
         got = parse_rest(venue, row.get("url") or "", row["response_body"])
         if not got:

@@ -224,3 +224,34 @@ def test_check_cli_prints_the_freshness_table_json_and_html_plot(rec, tmp_path):
     doc = json.loads(j.stdout)
     [fr] = doc["checks"]
     assert fr["name"] == "freshness" and fr["stats"]["venues"]["kalshi"]["poll_interval_s"] == 5.0
+
+
+def test_venue_from_the_url_when_the_row_has_none():
+    from harness.checks.freshness import poll_venue
+
+    assert poll_venue(None, f"{REST}/markets/{M}/orderbook") == "kalshi"
+    assert poll_venue("", "http://127.0.0.1:5/0/public/Ticker?pair=XBTUSD") == "kraken"
+    assert poll_venue("bitstamp", "https://www.bitstamp.net/api/v2/order_book/btcusd/") is None
+    assert poll_venue(None, f"{REST}/markets?series_ticker=KXBTC15M") is None
+
+
+def test_real_kalshi_rest_bodies_parse(realdata):
+    """The orderbook and market bodies in the real examples give the views' values."""
+    seen = {"orderbook": 0, "market": 0}
+    for line in (realdata / "kalshi_rest_examples.jsonl").read_text().splitlines():
+        ex = json.loads(line)
+        body = json.loads(ex["frame"])
+        if "orderbook_fp" in body:
+            [(inst, f)] = parse_rest("kalshi", f"{REST}/markets/KXFED-27APR-T4.25/orderbook", ex["frame"])
+            ob = body["orderbook_fp"]
+            assert f["yes_bid"] == max(Decimal(p) for p, _ in ob["yes_dollars"])
+            assert f["yes_ask"] == 1 - max(Decimal(p) for p, _ in ob["no_dollars"])
+            seen["orderbook"] += 1
+        else:
+            mk = body.get("raw_frame", body)
+            [(inst, f)] = parse_rest("kalshi", f"{REST}/markets/{mk['ticker']}", json.dumps({"market": mk}))
+            assert inst == mk["ticker"]
+            assert f == {"yes_bid": Decimal(mk["yes_bid_dollars"]), "yes_ask": Decimal(mk["yes_ask_dollars"]),
+                         "last": Decimal(mk["last_price_dollars"])}
+            seen["market"] += 1
+    assert seen["orderbook"] >= 2 and seen["market"] >= 3
