@@ -342,6 +342,7 @@ class LiveChecks:
         self.on_finding = on_finding or (lambda f: None)
         self.queue: deque = deque()
         self.findings: list[Finding] = []
+        self.errors = 0
         self._wake = None
         self._task = None
         runner.start(live=True)
@@ -392,22 +393,34 @@ class LiveChecks:
         while self.queue and (limit is None or n < limit):
             kind, item = self.queue.popleft()
             n += 1
-            if kind == "frame":
-                new = r.on_frame(item)
-            elif kind == "http":
-                new = r.on_http(item)
-            elif kind == "conn":
-                r.ctx.connections.append(item)  # minimal row; the full ones at finish
-                new = []
-            else:
-                r.ctx.events.append(item)
-                seq = r.check("sequence")
-                if item["kind"] == "reconnect" and seq is not None:
-                    seq.on_reconnect(item)
-                new = r._drain()
+            try:
+                new = self._feed(r, kind, item)
+            except Exception as e:  # noqa: BLE001 - a check bug must not stop the checking (or grow the queue)
+                self.errors += 1
+                if self.errors == 1:
+                    import sys
+
+                    print(f"harness: live checks failed on a {kind}: {type(e).__name__}: {e} "
+                          "(checking continues; further errors are counted)", file=sys.stderr)
+                continue
             for f in new:
                 self.findings.append(f)
                 self.on_finding(f)
+
+    @staticmethod
+    def _feed(r: Runner, kind: str, item) -> list[Finding]:
+        if kind == "frame":
+            return r.on_frame(item)
+        if kind == "http":
+            return r.on_http(item)
+        if kind == "conn":
+            r.ctx.connections.append(item)  # minimal row; the full ones at finish
+            return []
+        r.ctx.events.append(item)
+        seq = r.check("sequence")
+        if item["kind"] == "reconnect" and seq is not None:
+            seq.on_reconnect(item)
+        return r._drain()
 
     def finish(self, recording_path: str | None = None) -> Report:
         """Drain what is left, judge the handshakes from the recording, build the report."""

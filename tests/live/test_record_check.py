@@ -116,3 +116,27 @@ def test_check_options_need_check(tmp_path):
     p = subprocess.run([sys.executable, "-m", "harness", "record", "-o", str(tmp_path / "x.db"), "--exchanges", "coinbase",
                         "--check", "--only", "nosuch"], capture_output=True, text=True, timeout=60)
     assert p.returncode == 2 and "unknown check" in p.stderr
+
+
+def test_a_check_that_raises_is_counted_and_checking_goes_on(capsys):
+    from harness.frame import Frame
+
+    runner = Runner(["format", "sequence"])
+    fmt = runner.check("format")
+    real, calls = fmt.on_frame, []
+
+    def flaky(view):
+        calls.append(view.frame.id)
+        if len(calls) == 1:
+            raise RuntimeError("check bug")
+        real(view)
+
+    fmt.on_frame = flaky
+    seen = []
+    live = LiveChecks(runner, seen.append)
+    live.on_connection(1, "coinbase", "ws://127.0.0.1:1/")
+    for i, payload in enumerate([FRAMES[0], FRAMES[1], MALFORMED], start=1):
+        live.on_frame(Frame("coinbase", 1, "in", i, i, "text", payload, None, i))
+    live.drain()
+    assert live.errors == 1 and calls == [1, 2, 3] and "live checks failed on a frame" in capsys.readouterr().err
+    assert [f.code for f in seen] == ["invalid_json"] and seen[0].frame_id == 3
