@@ -28,16 +28,19 @@ not move), not on venue timestamps (Gemini's l2 has none, and venue clocks diffe
 ours). A ``gap``/``checksum``/``reset`` finding on that connection freezes the stamp until
 the instrument's next snapshot, so a broken book ages out instead of feeding the index.
 
-**Book conversion** (``L2Book`` Decimal levels -> float ``VenueBook``) is the expensive
-step for deep books (~0.45 us a level; Coinbase BTC-USD holds ~46,000 levels). It is done
-only for books that changed since the previous tick (one cached ``VenueBook`` per venue,
-re-stamped each tick), and only for the levels the calculator can use: levels within
-``band`` of the best price (default = the dynamic-cap band ``cap_band``, 5%: the cap's
-order-size sample is drawn from there; the index itself only reaches ~0.5%), at least
-``min_levels`` (50 = ``cap_min_levels_per_side``) and at most ``max_levels`` (5,000) a side.
-Measured on the real Coinbase snapshot: top 200 levels moves the index by -1.6 USD and top
-1,000 by -1.7 USD against the full book (the cap sample is cut); the 5% band (~3,300
-levels a side) is within 0.03 USD of it at ~1/9 of the conversion cost.
+**Book conversion** (``L2Book`` Decimal levels -> float arrays in a ``VenueBook``) was the
+expensive step for deep books (~0.25 us a level; Coinbase BTC-USD holds ~46,000 levels).
+Each venue's book has a ``ladder.Ladder``: a float copy of every level, patched at a tick
+from the prices the BookMessages since the previous tick touched, and converted in full
+only when it cannot prove the patch exact (snapshot, a change it was not told about, a
+level count mismatch: see ``ladder.py``). A tick then cuts from it the levels the
+calculator can use: within ``band`` of the best price (default = the dynamic-cap band
+``cap_band``, 5%: the cap's order-size sample is drawn from there; the index itself only
+reaches ~0.5%), at least ``min_levels`` (50 = ``cap_min_levels_per_side``) and at most
+``max_levels`` (5,000) a side, exactly the levels ``convert_book`` (the straightforward
+full conversion, kept as the tests' reference) selects. Measured on the real Coinbase
+snapshot: top 200 levels moves the index by -1.6 USD and top 1,000 by -1.7 USD against the
+full book (the cap sample is cut); the 5% band (~3,300 levels a side) is within 0.03 USD.
 
 On each index tick: the naive baseline (``baseline_mid``) at the same instant; on
 published (whole-second) valid ticks the EWMA volatility is updated; for every open
@@ -66,6 +69,7 @@ from harness.pipeline.brti import NEVER_NS, BrtiCalculator, IndexSeries, VenueBo
 from harness.pipeline.config import PipelineConfig
 from harness.pipeline.evaluate import evaluate, summarize, window_average
 from harness.pipeline.fair_value import EwmaVol, FairValueModel
+from harness.pipeline.ladder import Ladder
 from harness.pipeline.markets import KalshiMarket, Markets
 from harness.pipeline.signals import Signal, SignalDetector
 from harness.venues.base import BookMessage
@@ -124,7 +128,7 @@ class _Venue:
     book: Any = None  # L2Book
     stamp_ns: int = NEVER_NS  # harness time of the last frame on conn_id while in sync
     broken: bool = False  # a gap/checksum finding since the last snapshot
-    dirty: bool = True
+    ladder: Ladder | None = None  # float copy of book, patched from the noted messages
     vb: VenueBook | None = None
     conversions: int = 0
     ticks_used: int = 0
@@ -241,7 +245,7 @@ class Pipeline:
                     continue  # e.g. a Bitstamp diff buffered until its REST snapshot
                 if vs is None or vs.book is not book:
                     vs = self._bind(name, f.conn_id, m.instrument, book)
-                vs.dirty = True
+                vs.ladder.note(m)
                 if m.snapshot:
                     vs.broken = False
         if findings:
@@ -284,7 +288,7 @@ class Pipeline:
         if vs.conn_id is not None and self._conn_venue.get(vs.conn_id) is vs:
             del self._conn_venue[vs.conn_id]
         vs.conn_id, vs.instrument, vs.book = conn_id, instrument, book
-        vs.broken, vs.dirty = False, True
+        vs.broken, vs.ladder = False, Ladder(book)
         self._conn_venue[conn_id] = vs
         return vs
 
@@ -335,10 +339,11 @@ class Pipeline:
         for vs in self.venues.values():
             if vs.book is None:
                 continue
-            if vs.dirty or vs.vb is None:
-                vs.vb = convert_book(vs.name, vs.book, band=self.band, min_levels=self.min_levels,
-                                     max_levels=self.max_levels)
-                vs.dirty = False
+            lad = vs.ladder
+            if lad.changed or vs.vb is None:
+                lad.sync()
+                vs.vb = VenueBook.from_arrays(vs.name, *lad.select(self.band, self.min_levels, self.max_levels),
+                                              vs.stamp_ns)
                 vs.conversions += 1
             vs.vb.last_update_ns = vs.stamp_ns
             out.append(vs.vb)
@@ -462,7 +467,8 @@ class Pipeline:
             "venues_used": sorted(self._venues_used),
             "venues": {
                 name: {"instrument": vs.instrument, "ticks_used": vs.ticks_used,
-                       "excluded": dict(sorted(vs.excluded.items())), "conversions": vs.conversions}
+                       "excluded": dict(sorted(vs.excluded.items())), "conversions": vs.conversions,
+                       "rebuilds": vs.ladder.rebuilds if vs.ladder else 0}
                 for name, vs in sorted(self.venues.items())
             },
             "baseline_last": self.baseline_published[-1][1] if self.baseline_published else None,
