@@ -43,15 +43,29 @@ def build_filters(rec: Recording, venue, type_, dir_, t_from, t_to) -> Filters:
               help="write the pipeline's index_values/signals/settlements to this separate SQLite file")
 @click.option("--min-venues", type=click.IntRange(min=1), default=None,
               help="fewer admitted venues makes the index invalid (default 2; 1 for single-venue recordings)")
-def command(recording, speed, precise, venue, type_, dir_, t_from, t_to, as_json, no_pipeline, out, min_venues):
+@click.option("--via-server", is_flag=True,
+              help="serve the recording on 127.0.0.1, record it with the live recorder, run the pipeline and checks on what arrives")
+@click.option("--keep-recording", type=click.Path(dir_okay=False),
+              help="with --via-server: keep the recording made through the wire here (default: a temp file, removed)")
+def command(recording, speed, precise, venue, type_, dir_, t_from, t_to, as_json, no_pipeline, out, min_venues,
+            via_server, keep_recording):
     """Replay RECORDING in receive order at --speed and summarise what was delivered.
 
     The frames also run through the pipeline (venue books -> BRTI proxy at 5 Hz ->
-    fair value -> signals); its summary is printed at the end (--no-pipeline skips it)."""
+    fair value -> signals); its summary is printed at the end (--no-pipeline skips it).
+    With --via-server the frames travel the full live path first (impersonation server ->
+    WebSocket -> live recorder) and the checks run on what arrived."""
     try:
         spd = parse_speed(speed)
     except ValueError as e:
         raise ConfigError(str(e), hint="--speed 1, --speed 10 or --speed max") from None
+    if keep_recording and not via_server:
+        raise ConfigError("--keep-recording needs --via-server")
+    if via_server:
+        from harness.commands.replay_via_server import run
+
+        return run(recording, spd, precise, venue, type_, dir_, t_from, t_to, as_json, no_pipeline, out,
+                   min_venues, keep_recording)
     from harness import venues
 
     with Recording(recording) as rec:

@@ -57,7 +57,7 @@ import itertools
 import logging
 import os
 import time
-from collections import defaultdict
+from collections import defaultdict, deque
 from dataclasses import dataclass, field
 from urllib.parse import urlsplit
 
@@ -170,6 +170,7 @@ class ImpersonationServer:
         ping_interval_s: float = 10.0,
         close_timeout_s: float = 2.0,
         max_fault_log: int = 1_000_000,
+        track_sent: bool = False,
     ):
         self.path = os.fspath(recording)
         self.host = host
@@ -212,6 +213,9 @@ class ImpersonationServer:
         self._origin: int | None = None
         self._anchor: tuple[int, int] | None = None  # (perf_counter_ns, timeline ns)
         self._line_sent = 0
+        # track_sent: venue -> {sent text: deque of recorded times}, so an in-process
+        # consumer (replay --via-server) can put each data frame back on the recorded timeline
+        self.sent_times: dict[str, dict] | None = {} if track_sent else None
 
     # -- lifecycle -------------------------------------------------------------------------
     async def start(self) -> ImpersonationServer:
@@ -391,6 +395,33 @@ class ImpersonationServer:
             self.fault_log_dropped += 1
         log.info("fault %s", orjson.dumps(entry).decode())
 
+    # -- sent frames' recorded times (track_sent) --------------------------------------------
+    def _sent_log(self, venue: str):
+        if self.sent_times is None:
+            return None
+        d = self.sent_times.setdefault(venue, {})
+
+        def note(text, t_line: int, t_wall: int) -> None:
+            q = d.get(text)
+            if q is None:
+                d[text] = deque(((t_line, t_wall),))
+            else:
+                q.append((t_line, t_wall))
+        return note
+
+    def sent_time(self, venue: str, payload) -> tuple[int, int] | None:
+        """(timeline ns, recorded wall ns) of the oldest unclaimed data frame sent to a
+        ``venue`` client with exactly this payload (then forgotten); None for replies and
+        control frames."""
+        d = (self.sent_times or {}).get(venue)
+        q = d.get(payload) if d else None
+        if not q:
+            return None
+        t = q.popleft()
+        if not q:
+            del d[payload]
+        return t
+
     # -- the replay's current time ----------------------------------------------------------
     def now_line(self) -> int:
         """Where the replay is on the recording's timeline (REST answers follow it): the
@@ -480,8 +511,13 @@ class ImpersonationServer:
             return None
         from harness.venues import kalshi_auth
 
-        res = kalshi_auth.verify(self.auth_key, dict(h.raw_items()), self.tracks["kalshi"].path,
-                                 now_ms=time.time_ns() // 1_000_000, max_skew_ms=self.max_skew_ms)
+        # the signed path is the one requested; the venue's own path is accepted too (a
+        # client signing as for the real host while connecting to the /kalshi/... alias)
+        now_ms = time.time_ns() // 1_000_000
+        for path in dict.fromkeys((request.path.split("?", 1)[0], self.tracks["kalshi"].path)):
+            res = kalshi_auth.verify(self.auth_key, dict(h.raw_items()), path, now_ms=now_ms, max_skew_ms=self.max_skew_ms)
+            if res.ok or res.reason not in ("bad signature", "wrong path signed"):
+                break
         if not res.ok:
             return f"{res.reason}{': ' + res.detail if res.detail else ''}"
         return None
@@ -577,7 +613,7 @@ class ImpersonationServer:
 
     # -- streaming -------------------------------------------------------------------------
     async def _chunks(self, venue: str, start_after: int | None):
-        """Chunks of (frame_id, conn_id, t_line, payload, type), read in the event loop.
+        """Chunks of (frame_id, conn_id, t_line, payload, type, t_wall), read in the event loop.
 
         Reads run in the loop (about a millisecond per CHUNK frames, off the p99). A worker
         thread reading ahead gained nothing measurable at --speed max (bench_serve) and
@@ -592,10 +628,10 @@ class ImpersonationServer:
                 if not rows:
                     return
                 out = []
-                for fid, sid, cid, _d, _tw, tm, _op, payload, typ in rows:
+                for fid, sid, cid, _d, tw, tm, _op, payload, typ in rows:
                     t = tm + offsets[sid]
                     if start_after is None or t > start_after:
-                        out.append((fid, cid, t, payload, typ))
+                        out.append((fid, cid, t, payload, typ, tw))
                 yield out
                 await asyncio.sleep(0)  # let other clients and the timer run between chunks
         finally:
@@ -617,6 +653,7 @@ class ImpersonationServer:
         speed = self.speed
         inj = self.plan.injector(track.venue, client.no, self._log_fault) if self.plan else None
         is_kalshi = isinstance(flow, KalshiFlow)
+        note = self._sent_log(track.venue)
         start_after = client.resumed_at
         match, render, send = flow.match, flow.render, ws.send
         # Unpaced: frames are written in batches inside one send_context (one transport
@@ -651,7 +688,7 @@ class ImpersonationServer:
             index = 0
             held: list[list] = []
             async for chunk in self._chunks(track.venue, start_after):
-                for fid, cid, t_line, payload, typ in chunk:
+                for fid, cid, t_line, payload, typ, tw in chunk:
                     if next_mark is not None and t_line >= next_mark:
                         m = marks[mi]
                         mi += 1
@@ -681,6 +718,8 @@ class ImpersonationServer:
                         if speed is None:
                             text = render(h, payload)
                             flow.last_fid = fid
+                            if note is not None:
+                                note(text, t_line, tw)
                             batch.append(text)
                             batch_bytes += len(text)
                             batch_t = t_line
@@ -690,13 +729,15 @@ class ImpersonationServer:
                             await wait(t_line)
                             text = render(h, payload)
                             flow.last_fid = fid
+                            if note is not None:
+                                note(text, t_line, tw)
                             await send(text)
                             client.frames_sent += 1
                             if t_line > self._line_sent:
                                 self._line_sent = t_line
                     else:
                         await flush()
-                        if await self._faulted(ws, flow, client, inj, a, h, fid, index, payload, t_line, wait, held, is_kalshi):
+                        if await self._faulted(ws, flow, client, inj, a, h, fid, index, payload, t_line, wait, held, is_kalshi, note, tw):
                             return
                     if held:
                         await flush()
@@ -715,7 +756,7 @@ class ImpersonationServer:
             start_after = None
         await self._close(ws, client, 1000, "end of recording")
 
-    async def _faulted(self, ws, flow, client, inj, a, h, fid, index, payload, t_line, wait, held, is_kalshi) -> bool:
+    async def _faulted(self, ws, flow, client, inj, a, h, fid, index, payload, t_line, wait, held, is_kalshi, note, tw) -> bool:
         """Apply fault actions to one frame. True when the connection was closed."""
         sub = h if isinstance(h, KalshiSub) else None
 
@@ -763,6 +804,10 @@ class ImpersonationServer:
         if a.corrupt and isinstance(text, str):
             text = text[: len(text) // 2]
             rec("corrupt")
+        if note is not None:
+            note(text, t_line, tw)
+            if a.dup:
+                note(text, t_line, tw)
         if a.hold:
             held.append([a.hold + 1, text, fid])
             rec("reorder", after=a.hold, **({"seq": sub.seq} if sub is not None else {}))
