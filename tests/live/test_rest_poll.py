@@ -189,3 +189,48 @@ def test_config_keys_and_errors(tmp_path):
         build_config(output="y.db", exchanges="kraken", rest_urls=["kraken=ftp://x"])
     with pytest.raises(ConfigError):
         build_config(output="y.db", exchanges="kraken", rest_poll="-1")
+
+
+async def test_polls_follow_the_15_minute_rollover(tmp_path, key_file):
+    from datetime import UTC, datetime
+
+    from harness.config import KalshiConfig, RecordConfig, VenueConfig
+    from harness.live.rest import FastClock
+    from tests.live.test_rest_rollover import MarketsServer, Q, market
+
+    start = int(datetime(2026, 7, 19, 15, 41, tzinfo=UTC).timestamp()) * 10**9
+    clock = FastClock(start, rate=900.0)  # a 15-minute window lasts 1 s
+    c1 = Q * ((start // Q) + 1)
+    t1, t2, t3 = (market(c)["ticker"] for c in (c1, c1 + Q, c1 + 2 * Q))
+    fake = FakeKalshi()
+    async with MarketsServer(clock.now_ns, ahead_s=90) as rest, WsServer(fake, path="/trade-api/ws/v2") as ws:
+        cfg = RecordConfig(
+            output=str(tmp_path / "roll.db"),
+            venues={"kalshi": VenueConfig(name="kalshi", url=ws.url, channels=["orderbook_delta"], ping_interval=None)},
+            kalshi=KalshiConfig(series=["KXBTC15M"], rest_url=rest.url, rollover_lead_s=60, close_grace_s=5, poll_s=600),
+            status=False, rest_poll_s=0.1)
+        stop = asyncio.Event()
+        task = asyncio.ensure_future(run_record(cfg, credentials=creds(key_file), clock=clock, stop=stop))
+
+        def polled():
+            try:
+                return [u for (u,) in db_rows(cfg.output, "SELECT url FROM http WHERE url LIKE '%/orderbook' ORDER BY id")]
+            except Exception:  # noqa: BLE001 - not written yet
+                return []
+
+        for _ in range(300):
+            if any(t3 in u for u in polled()):
+                break
+            await asyncio.sleep(0.02)
+        stop.set()
+        await task
+    order = []
+    for u in polled():  # the loopback server has no market endpoint (404): the URLs are what counts
+        t = u.rsplit("/", 2)[-2]
+        if t not in order:
+            order.append(t)
+    assert order[:3] == [t1, t2, t3]
+    urls = polled()
+    last_t1 = max(i for i, u in enumerate(urls) if f"/{t1}/" in u)
+    first_t3 = min(i for i, u in enumerate(urls) if f"/{t3}/" in u)
+    assert last_t1 < first_t3  # the closed market is no longer polled
