@@ -9,7 +9,8 @@ Views, per venue, instrument and field (a *key*):
 - Kalshi market (``GET /markets/{ticker}`` and ``/markets/{ticker}/orderbook``):
   ``yes_bid``, ``yes_ask``, ``last``. The stream's bid/ask come from the market's book
   (``orderbook_snapshot``/``_delta``; best YES bid, 1 - best NO bid) or, for a market
-  without a book, from ``ticker``; ``last`` from ``ticker`` and ``trade``.
+  without a usable book (none, or stale after a sequence gap), from ``ticker``; ``last``
+  from ``ticker`` and ``trade``.
 - Exchange REST ticker (Coinbase ``/products/P/ticker``, Kraken ``/0/public/Ticker``,
   Bitstamp ``/api/v2/ticker/P/``, Gemini ``/v1/pubticker/P``, Crypto.com
   ``public/get-tickers``): ``bid``, ``ask``, ``last``, against the venue's book and trades.
@@ -431,6 +432,7 @@ class FreshnessCheck(BaseCheck):
             if isinstance(m, (kalshi.OrderbookSnapshot, kalshi.OrderbookDelta)):
                 b = books.get(m.instrument)
                 if b is None or not b.has_snapshot or b.stale:
+                    self.kalshi_books.discard(m.instrument)  # after a gap: the ticker's bid/ask until a snapshot
                     continue
                 self.kalshi_books.add(m.instrument)
                 bid, ask = b.best_yes_bid(), b.yes_ask()

@@ -194,8 +194,11 @@ class Recorder:
                      for n, vc in self.cfg.venues.items() if n != "kalshi" and n in DEFAULT_REST}
         # the handler's market list is what the stream is subscribed to, rollover included
         markets = (lambda: list(kconn.handler.markets)) if kconn is not None else None
+        # an injected clock (the simulator's accelerated one) also paces the polls
+        clock = None if isinstance(self.clock, SystemClock) else self.clock
         return RestPoller(self.writer, self.cfg.rest_poll_s, kalshi_url=kc.rest_url if kc and kconn else None,
-                          kalshi_markets=markets, exchanges=exchanges, rates=self.cfg.rest_rates, secrets=self.secrets)
+                          kalshi_markets=markets, exchanges=exchanges, rates=self.cfg.rest_rates, secrets=self.secrets,
+                          clock=clock)
 
     async def _duration(self, seconds: float) -> None:
         await asyncio.sleep(seconds)

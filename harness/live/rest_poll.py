@@ -8,6 +8,9 @@ status, redacted headers, body), so the ``freshness`` check can compare the two 
 
 Schedule: polls are due at ``start + k * interval`` (no drift); a poll that is still
 running when the next is due makes that one skip (counted in ``skipped``), never pile up.
+The schedule runs on the monotonic clock, or on the recorder's injected clock when it has
+one (``clock``: ``now_ns()`` and ``async sleep(s)``; the simulator's accelerated clock, so
+``interval`` is in simulated seconds). Rate limits and Retry-After are always real time.
 
 Rate limits: one token bucket per host, shared by every poller hitting it. Defaults
 (``DEFAULT_RATES``, requests per second and burst) stay well under each venue's published
@@ -159,11 +162,13 @@ class RestPoller:
         rates: dict[str, float | tuple[float, float]] | None = None,
         secrets: tuple[str, ...] = (),
         timeout_s: float | None = None,
+        clock=None,
     ):
         if interval_s <= 0:
             raise ValueError("interval must be positive")
         self.writer = writer
         self.interval = float(interval_s)
+        self.clock = clock
         self.kalshi_markets = kalshi_markets or (lambda: [])
         self.rates = dict(rates or {})
         self.buckets: dict[str, TokenBucket] = {}
@@ -230,19 +235,36 @@ class RestPoller:
                 log.warning("%s REST poll throttled (429): waiting %.1f s", venue, wait)
             self._event("error", detail)
 
+    def _now(self) -> float:
+        return self.clock.now_ns() / 1e9 if self.clock is not None else time.monotonic()
+
+    async def _sleep_or_stop(self, seconds: float, stop: asyncio.Event) -> bool:
+        """True when ``stop`` was set first."""
+        if self.clock is None:
+            try:
+                await asyncio.wait_for(stop.wait(), seconds)
+                return True
+            except TimeoutError:
+                return False
+        sleeper = asyncio.ensure_future(self.clock.sleep(seconds))
+        stopper = asyncio.ensure_future(stop.wait())
+        try:
+            await asyncio.wait([sleeper, stopper], return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            sleeper.cancel()
+            stopper.cancel()
+            await asyncio.gather(sleeper, stopper, return_exceptions=True)
+        return stop.is_set()
+
     async def _venue_loop(self, venue: str, stop: asyncio.Event, t0: float) -> None:
         k = 0
         running: asyncio.Task | None = None
         try:
             while not stop.is_set():
                 due = t0 + k * self.interval
-                d = due - time.monotonic()
-                if d > 0:
-                    try:
-                        await asyncio.wait_for(stop.wait(), d)
-                        return
-                    except TimeoutError:
-                        pass
+                d = due - self._now()
+                if d > 0 and await self._sleep_or_stop(d, stop):
+                    return
                 k += 1
                 if running is not None and not running.done():
                     self.stats.skipped += 1
@@ -266,7 +288,7 @@ class RestPoller:
     async def run(self, stop: asyncio.Event) -> None:
         self._event("note", {"action": "rest_poll", "interval_s": self.interval, "venues": sorted(self.clients),
                              "rates": {h: list(r) if isinstance(r, tuple) else r for h, r in self.rates.items()}})
-        t0 = time.monotonic()
+        t0 = self._now()
         try:
             await asyncio.gather(*(self._venue_loop(v, stop, t0) for v in self.clients))
         finally:

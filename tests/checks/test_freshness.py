@@ -255,3 +255,20 @@ def test_real_kalshi_rest_bodies_parse(realdata):
                          "last": Decimal(mk["last_price_dollars"])}
             seen["market"] += 1
     assert seen["orderbook"] >= 2 and seen["market"] >= 3
+
+
+def test_after_a_gap_the_ticker_stands_in_for_the_stale_book(tmp_path):
+    def ticker(bid, ask):
+        return json.dumps({"type": "ticker", "sid": 2, "msg": {"market_ticker": M, "market_id": "m1", "price_dollars": "0.4500",
+                                                               "yes_bid_dollars": bid, "yes_ask_dollars": ask, "ts_ms": 1}})
+
+    frames = [("kalshi", 0, snap(1, "0.4000", "0.5000")),
+              ("kalshi", 1, ticker("0.3900", "0.5000")),  # ignored: the book is good
+              ("kalshi", 2, delta(5, "0.4100")),  # seq 2..4 lost: the book is stale
+              ("kalshi", 3, ticker("0.4200", "0.5000"))]
+    http = [("kalshi", f"{REST}/markets/{M}", t, market_body(b, "0.5000")) for t, b in ((0.5, "0.4000"), (4, "0.4200"), (5, "0.4200"))]
+    res = run_checks(write(str(tmp_path / "gap.db"), frames, http), ["freshness"]).result("freshness")
+    bid = _row(res, "kalshi", "yes_bid")
+    # 0.40 current 0.5-3 s, then stale 0 -> 1 s until the 4 s poll shows 0.42, then current
+    assert bid["staleness"]["mean_s"] == round(0.5 / 4.5, 3) and bid["staleness"]["max_s"] == 1.0
+    assert bid["stream_to_rest"]["n"] == 2 and bid["missed"] == 0

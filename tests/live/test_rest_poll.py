@@ -208,7 +208,7 @@ async def test_polls_follow_the_15_minute_rollover(tmp_path, key_file):
             output=str(tmp_path / "roll.db"),
             venues={"kalshi": VenueConfig(name="kalshi", url=ws.url, channels=["orderbook_delta"], ping_interval=None)},
             kalshi=KalshiConfig(series=["KXBTC15M"], rest_url=rest.url, rollover_lead_s=60, close_grace_s=5, poll_s=600),
-            status=False, rest_poll_s=0.1)
+            status=False, rest_poll_s=60.0)  # simulated seconds: the recorder's clock paces the polls
         stop = asyncio.Event()
         task = asyncio.ensure_future(run_record(cfg, credentials=creds(key_file), clock=clock, stop=stop))
 
