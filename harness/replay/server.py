@@ -118,6 +118,7 @@ class ClientInfo:
     close_reason: str = ""
     resumed_at: int | None = None
     sending_since: float = 0.0
+    buffered_peak: int = 0  # most bytes seen queued in its transport (the watchdog samples it)
     schedules: list = field(default_factory=list)
 
 
@@ -545,7 +546,11 @@ class ImpersonationServer:
             for text in flow.on_connect():
                 await self._send(ws, client, text)
             async for msg in ws:
-                replies = flow.on_command(msg)
+                try:
+                    replies = flow.on_command(msg)
+                except Exception as e:  # noqa: BLE001 - the flows answer errors themselves; this is the net under them
+                    log.warning("client %d (%s): command not answered: %s: %s", client.no, venue, type(e).__name__, e)
+                    replies = []
                 client.commands = flow.commands
                 client.errors = flow.errors
                 for r in replies:
@@ -588,6 +593,10 @@ class ImpersonationServer:
         while True:
             await asyncio.sleep(tick)
             now = time.monotonic()
+            if ws.transport is not None:
+                b = ws.transport.get_write_buffer_size()
+                if b > client.buffered_peak:
+                    client.buffered_peak = b
             s = client.sending_since
             blocked = getattr(ws, "paused", False) or (s and now - s > self.slow_client_s)
             if not blocked or client.frames_sent != sent:

@@ -102,7 +102,12 @@ def rewrite_sid_seq(text: str, sid: int, next_seq) -> tuple[str, bool]:
 
 
 def _dumps(obj) -> str:
-    return orjson.dumps(obj).decode()
+    try:
+        return orjson.dumps(obj).decode()
+    except TypeError:  # an echoed client value orjson refuses (an integer past 64 bits)
+        import json
+
+        return json.dumps(obj, separators=(",", ":"), default=str)
 
 
 # --------------------------------------------------------------------------- static info
