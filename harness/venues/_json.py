@@ -141,6 +141,9 @@ def dec(venue: str, text: Any) -> Decimal:
     return d
 
 
+_ZERO = Decimal(0)
+
+
 class DecCache:
     """Text -> Decimal cache for prices (the same levels recur all the time). Bounded:
     cleared when it grows past ``limit``. Validates finiteness and sign once per text."""
@@ -153,16 +156,29 @@ class DecCache:
         self.limit = limit
 
     def __call__(self, text: Any) -> Decimal:
-        d = self._c.get(text) if type(text) is str else None
+        if type(text) is not str:
+            return self._checked(dec(self.venue, text), text)
+        c = self._c
+        d = c.get(text)
         if d is not None:
             return d
-        d = dec(self.venue, text)
-        if d < 0:
+        # A miss is common (new levels, new quantities): inline ``dec`` for str.
+        try:
+            d = Decimal(text)
+        except (InvalidOperation, ValueError):
+            raise DecodeError(self.venue, f"bad decimal {text[:40]!r}") from None
+        if not d.is_finite():
+            raise DecodeError(self.venue, f"non-finite decimal {text[:40]!r}")
+        if d < _ZERO:
+            raise DecodeError(self.venue, f"negative number {text[:40]!r}")
+        if len(c) >= self.limit:
+            c.clear()
+        c[text] = d
+        return d
+
+    def _checked(self, d: Decimal, text: Any) -> Decimal:
+        if d < _ZERO:
             raise DecodeError(self.venue, f"negative number {str(text)[:40]!r}")
-        if type(text) is str:
-            if len(self._c) >= self.limit:
-                self._c.clear()
-            self._c[text] = d
         return d
 
 

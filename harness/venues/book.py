@@ -34,6 +34,12 @@ class L2Book:
     (``base.Level`` objects: side "bid"/"ask", Decimal price/qty, wire texts). ``set_level``
     is the allocation-light primitive both use. ``depth_limit`` (if set) is enforced by
     ``truncate()`` (call it after a message; Kraken needs it, see kraken.py).
+
+    ``version`` is a change counter: every mutating call (``set_level``, ``apply_levels``,
+    ``apply_snapshot``, ``clear``, a ``truncate`` that dropped levels) adds at least 1, so
+    an unchanged ``version`` means unchanged content. A consumer that derives something
+    from the book (a float copy, a checksum) can keep the version it derived it at and
+    skip the work while it is equal. It only grows; compare with ``!=``.
     """
 
     __slots__ = (
@@ -46,6 +52,7 @@ class L2Book:
         "last_update_ns",
         "updates",
         "has_snapshot",
+        "version",
     )
 
     def __init__(self, instrument: str = "", depth_limit: int | None = None):
@@ -58,6 +65,7 @@ class L2Book:
         self.last_update_ns: int | None = None
         self.updates = 0  # messages applied since the last snapshot
         self.has_snapshot = False
+        self.version = 0
 
     # ------------------------------------------------------------------ mutation
 
@@ -68,9 +76,11 @@ class L2Book:
         self._ad = {}
         self.updates = 0
         self.has_snapshot = False
+        self.version += 1
 
     def set_level(self, is_bid: bool, price: Decimal, qty: Decimal, price_text: str = "", qty_text: str = "") -> None:
         """Set one level to an absolute quantity; ``qty == 0`` deletes it."""
+        self.version += 1
         if is_bid:
             d, sl = self._bd, self._bp
         else:
@@ -101,6 +111,7 @@ class L2Book:
                 del d[p]
                 sl.remove(p)
         self.updates += 1
+        self.version += 1
         if ts_ns is not None:
             self.last_update_ns = ts_ns
 
@@ -119,6 +130,7 @@ class L2Book:
         self._ap = SortedList(ad)
         self.updates = 0
         self.has_snapshot = True
+        self.version += 1
         if ts_ns is not None:
             self.last_update_ns = ts_ns
 
@@ -143,6 +155,8 @@ class L2Book:
                 del ad[p]
             del ap[n:]
             dropped += extra
+        if dropped:
+            self.version += 1
         return dropped
 
     # ------------------------------------------------------------------ queries

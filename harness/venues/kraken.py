@@ -29,6 +29,9 @@ from __future__ import annotations
 
 import zlib
 
+import msgspec
+from msgspec import UNSET, UnsetType
+
 from harness.errors import DecodeError
 from harness.venues._json import (
     Command,
@@ -88,13 +91,12 @@ def checksum_text(book: L2Book, n: int = CHECKSUM_LEVELS) -> str:
 
 
 def checksum(book: L2Book, n: int = CHECKSUM_LEVELS) -> int:
-    """Kraken CRC32 of a book built from wire text (v1 ``c`` and v2 ``checksum``)."""
+    """Kraken CRC32 of a book built from wire text (v1 ``c`` and v2 ``checksum``). Each
+    level's stripped text is cached in its entry's free slot. (A session does not call
+    this on every update: it keeps the pieces between messages, see ``_TopCache``.)"""
     parts = []
     ap = book._ap._lists  # SortedList internals: the first sublist holds the best asks
-    if ap and len(ap[0]) >= n:
-        prices = ap[0][:n]
-    else:
-        prices = book._ap[:n]
+    prices = ap[0][:n] if ap and len(ap[0]) >= n else book._ap[:n]
     ad = book._ad
     for p in prices:
         e = ad[p]
@@ -118,8 +120,79 @@ def checksum(book: L2Book, n: int = CHECKSUM_LEVELS) -> int:
     return zlib.crc32("".join(parts).encode("ascii", "replace"))
 
 
+class _Fragments(dict):
+    """price -> checksum fragment (ASCII bytes) for one side of one book, filled on first
+    use from the book's entry. The session drops a price's fragment whenever it changes
+    that level, and clears the lot when the book changed behind its back."""
+
+    __slots__ = ("book", "is_bid")
+
+    def __init__(self, book: L2Book, is_bid: bool):
+        super().__init__()
+        self.book = book
+        self.is_bid = is_bid
+
+    def __missing__(self, p) -> bytes:
+        e = (self.book._bd if self.is_bid else self.book._ad)[p]
+        f = (e[1].replace(".", "").lstrip("0") + e[2].replace(".", "").lstrip("0")).encode("ascii", "replace")
+        self[p] = f
+        return f
+
+
+class _TopCache:
+    """One book's checksum state kept between messages: per-level fragments, the CRC of
+    the ask text and the bid text, each with the n-th best price that bounds it (``None``:
+    recompute). Valid while ``version`` equals the book's; a message that changes a level
+    at or better than a side's edge drops that side (most Kraken updates touch one side
+    only, so the other side's text is reused)."""
+
+    __slots__ = ("version", "ask_crc", "ask_edge", "bid_text", "bid_edge", "ask_frags", "bid_frags")
+
+    def __init__(self, book: L2Book) -> None:
+        self.version = -1
+        self.ask_crc: int | None = None
+        self.ask_edge = None
+        self.bid_text: bytes | None = None
+        self.bid_edge = None
+        self.ask_frags = _Fragments(book, False)
+        self.bid_frags = _Fragments(book, True)
+
+    def forget(self) -> None:
+        self.ask_crc = self.bid_text = None
+        self.ask_frags.clear()
+        self.bid_frags.clear()
+
+    def checksum(self, book: L2Book, n: int = CHECKSUM_LEVELS) -> int:
+        crc = self.ask_crc
+        if crc is None:
+            lists = book._ap._lists
+            prices = lists[0][:n] if lists and len(lists[0]) >= n else book._ap[:n]
+            crc = self.ask_crc = zlib.crc32(b"".join(map(self.ask_frags.__getitem__, prices)))
+            self.ask_edge = prices[-1] if len(prices) == n else None
+        bt = self.bid_text
+        if bt is None:
+            lists = book._bp._lists
+            if lists and len(lists[-1]) >= n:
+                prices = lists[-1][-n:]
+            else:
+                k = len(book._bp)
+                prices = book._bp[k - n :] if k > n else list(book._bp)
+            bt = self.bid_text = b"".join(map(self.bid_frags.__getitem__, reversed(prices)))
+            self.bid_edge = prices[0] if len(prices) == n else None
+        return zlib.crc32(bt, crc)
+
+    def truncated(self, book: L2Book) -> None:
+        """After ``book.truncate()`` dropped levels: their fragments linger (a price that
+        comes back is re-stripped anyway); bound how many."""
+        self.ask_crc = self.bid_text = None
+        if len(self.ask_frags) > 2 * len(book._ap) + 64:
+            self.ask_frags.clear()
+        if len(self.bid_frags) > 2 * len(book._bp) + 64:
+            self.bid_frags.clear()
+
+
 def _v1_levels(venue_levels, side: str, out: list, ts_max: int) -> int:
-    if not isinstance(venue_levels, list):
+    if type(venue_levels) is not list:
         raise DecodeError(NAME, "book levels must be a list")
     pget, qget = _P._c.get, _Q._c.get
     for lv in venue_levels:
@@ -141,6 +214,41 @@ def _v1_levels(venue_levels, side: str, out: list, ts_max: int) -> int:
     return ts_max
 
 
+class _V1Update(msgspec.Struct, forbid_unknown_fields=True):
+    """The object of the common v1 book update, ``{"a": [...], "c": "..."}`` (or ``"b"``).
+    Anything else (snapshots, both sides, republished ``"r"`` levels, numbers where
+    strings belong, null) does not fit and takes the general path, which accepts or
+    rejects it as before."""
+
+    a: list[tuple[str, str, str]] | UnsetType = UNSET
+    b: list[tuple[str, str, str]] | UnsetType = UNSET
+    c: str | UnsetType = UNSET
+
+
+_V1_UPDATE = msgspec.json.Decoder(tuple[int, _V1Update, str, str])
+
+_DEPTH_OF: dict[str, int | None] = {}
+_UNSEEN = object()  # v1 channel name -> depth ("book-1000" -> 1000)
+
+
+def _v1_depth(cname: str) -> int | None:
+    """The depth a v1 book channel name carries (``book-25`` -> 25, ``book`` -> None).
+    Cached: a connection uses one or two names, and this runs on every book frame."""
+    if cname in _DEPTH_OF:
+        return _DEPTH_OF[cname]
+    depth = None
+    if cname.startswith("book-"):
+        d = cname[5:]
+        if not d.isdigit() or not d.isascii() or len(d) > 6:
+            raise DecodeError(NAME, f"bad book channel name {cname[:30]!r}")
+        depth = int(d)
+        if depth < 1:
+            raise DecodeError(NAME, f"bad book depth in {cname[:30]!r}")
+    if len(_DEPTH_OF) < 256:
+        _DEPTH_OF[cname] = depth
+    return depth
+
+
 def _v2_levels(entries, side: str, out: list) -> None:
     if not isinstance(entries, list):
         raise DecodeError(NAME, "book side must be a list")
@@ -156,6 +264,17 @@ class KrakenVenue(Venue):
     # ------------------------------------------------------------- classify
 
     def classify(self, payload: str | bytes) -> str | None:
+        if type(payload) is str and payload[:1] == "[" and payload[-2:] == '"]':
+            # v1 arrays as sent (most of a v1 feed): what _classify_v1_array does, in one
+            # split: [..., channel name, ",", pair, "]"]
+            parts = payload.rsplit('"', 4)
+            if len(parts) != 5 or parts[2] != ",":
+                return None
+            name = parts[1]
+            if name[:4] == "book":
+                head = payload[:64]
+                return "book/snapshot" if ('"as":' in head or '"bs":' in head) else "book/update"
+            return "ohlc" if name[:4] == "ohlc" else name
         try:
             s = as_text(payload)
             if s[:1] == "[":
@@ -227,14 +346,7 @@ class KrakenVenue(Venue):
         cname, pair = a[-2], a[-1]
         body = a[1:-2]
         if cname.startswith("book"):
-            depth = None
-            if cname.startswith("book-"):
-                d = cname[5:]
-                if not d.isdigit() or not d.isascii() or len(d) > 6:
-                    raise DecodeError(NAME, f"bad book channel name {cname[:30]!r}")
-                depth = int(d)
-                if depth < 1:
-                    raise DecodeError(NAME, f"bad book depth in {cname[:30]!r}")
+            depth = _v1_depth(cname)
             levels: list = []
             ts = 0
             snap = False
@@ -531,46 +643,65 @@ class KrakenSession(BookSession):
         self.checksums_verified = 0
         self.checksums_failed = 0
         self.checksums_skipped = 0
+        self._top: dict[str, _TopCache] = {}  # per symbol: checksum text reused across messages
 
     def feed(self, payload, frame_id: int | None = None):
+        # The hot path first: a v1 one-sided book update, decoded by _V1Update (types
+        # checked in C) into the same BookMessage ``decode`` builds, applied the same way.
+        # A frame that does not fit leaves here having changed nothing.
+        t = type(payload)
+        if (t is str and payload[:1] == "[") or (t is bytes and payload[:1] == b"["):
+            try:
+                _cid, part, cname, sym = _V1_UPDATE.decode(payload)
+            except msgspec.DecodeError:
+                part = None
+            if part is not None:
+                lvs = part.a
+                side = "ask"
+                if lvs is UNSET:
+                    lvs = part.b
+                    side = "bid"
+                elif part.b is not UNSET:
+                    lvs = UNSET  # both sides in one object: keep the general path's level order
+                c = part.c
+                if lvs is UNSET or c is UNSET or len(c) > 10 or not c.isdigit() or not c.isascii():
+                    pass
+                elif (depth := _DEPTH_OF.get(cname, _UNSEEN)) is not _UNSEEN or cname[:4] == "book":
+                    if depth is _UNSEEN:
+                        depth = _v1_depth(cname)
+                    pget, qget = _P._c.get, _Q._c.get
+                    levels = []
+                    ts = 0
+                    for pt, qt, tt in lvs:
+                        p = pget(pt)
+                        if p is None:
+                            p = _P(pt)
+                        q = qget(qt)
+                        if q is None:
+                            q = _Q(qt)
+                        levels.append(Level(side, p, q, pt, qt))
+                        whole, _, frac = tt.partition(".")
+                        if len(frac) == 6 and whole.isdigit() and frac.isdigit() and tt.isascii():
+                            tn = int(whole + frac) * 1000  # microseconds, as Kraken sends them
+                        else:
+                            tn = decimal_seconds_ns(NAME, tt)
+                        if tn > ts:
+                            ts = tn
+                    m = BookMessage(
+                        type="book/update", venue_ts_ns=ts or None, instrument=sym, snapshot=False, levels=levels,
+                        checksum=int(c),
+                    )
+                    self.frames += 1
+                    findings: list = []
+                    self._apply_book(m, depth, frame_id, findings)
+                    return [m], findings
         msgs, depth = self.venue._decode(payload)
         self.frames += 1
-        findings: list = []
+        findings = []
         for m in msgs:
             cls = m.__class__
             if cls is BookMessage:
-                sym = m.instrument
-                if depth is not None:
-                    self.depths[sym] = depth
-                b = self.books.get(sym)
-                if b is None:
-                    b = self.books[sym] = L2Book(sym)
-                b.depth_limit = self.depths.get(sym, DEFAULT_DEPTH)
-                if m.snapshot:
-                    b.apply_snapshot(m.levels, m.venue_ts_ns)
-                else:
-                    b.apply_levels(m.levels, m.venue_ts_ns)
-                b.truncate()
-                if m.checksum is not None:
-                    if not b.has_snapshot:
-                        self.checksums_skipped += 1
-                    else:
-                        got = checksum(b)
-                        if got == m.checksum:
-                            self.checksums_verified += 1
-                        else:
-                            self.checksums_failed += 1
-                            findings.append(
-                                SeqFinding(
-                                    "checksum",
-                                    sym,
-                                    m.checksum,
-                                    got,
-                                    "book differs from the venue's after this message: resubscribe",
-                                    frame_id,
-                                )
-                            )
-                self._check_crossed(b, frame_id, findings)
+                self._apply_book(m, depth, frame_id, findings)
             elif cls is OtherMessage and m.type == "subscribe":
                 res = m.data.get("result")
                 if isinstance(res, dict) and res.get("channel") == "book":
@@ -586,9 +717,106 @@ class KrakenSession(BookSession):
                         self.depths[pair] = d
         return msgs, findings
 
+    def _apply_book(self, m: BookMessage, depth: int | None, frame_id, findings: list) -> None:
+        """Apply one book message, truncate to the subscribed depth, verify its checksum,
+        check crossing. Updates are applied here rather than by ``L2Book.apply_levels``:
+        the same loop notes which cached checksum side each level reaches into."""
+        sym = m.instrument
+        if depth is not None:
+            self.depths[sym] = depth
+        else:
+            depth = self.depths.get(sym, DEFAULT_DEPTH)
+        b = self.books.get(sym)
+        if b is None:
+            b = self.books[sym] = L2Book(sym)
+        # Truncation is needed only when levels were added, the depth changed or the book
+        # changed behind our back; otherwise the book is within its depth already.
+        check_depth = b.depth_limit != depth
+        b.depth_limit = depth
+        top = self._top.get(sym)
+        if top is None or top.ask_frags.book is not b:
+            top = self._top[sym] = _TopCache(b)
+        if m.snapshot:
+            b.apply_snapshot(m.levels, m.venue_ts_ns)
+            top.forget()
+            if b.truncate():
+                top.truncated(b)
+        else:
+            if top.version != b.version:  # the book changed behind our back
+                top.forget()
+                check_depth = True
+            # Apply the levels (as L2Book.apply_levels does) noting which cached side
+            # each reaches into: a level beyond a side's edge cannot change its top-n text.
+            ae, be = top.ask_edge, top.bid_edge
+            if top.ask_crc is None:
+                ae = None
+            if top.bid_text is None:
+                be = None
+            bd, bp, ad, ap = b._bd, b._bp, b._ad, b._ap
+            for lv in m.levels:
+                p = lv.price
+                if lv.side == "bid":
+                    d, sl, frags = bd, bp, top.bid_frags
+                    near = be is None or p >= be
+                    if near:
+                        top.bid_text = None
+                else:
+                    d, sl, frags = ad, ap, top.ask_frags
+                    near = ae is None or p <= ae
+                    if near:
+                        top.ask_crc = None
+                q = lv.qty
+                if q:
+                    if p not in d:
+                        sl.add(p)
+                        check_depth = True
+                    pt, qt = lv.price_text, lv.qty_text
+                    d[p] = [q, pt, qt, None]
+                    if near:  # about to be checksummed: strip its text now
+                        frags[p] = (pt.replace(".", "").lstrip("0") + qt.replace(".", "").lstrip("0")).encode(
+                            "ascii", "replace"
+                        )
+                    else:
+                        frags.pop(p, None)
+                elif p in d:
+                    del d[p]
+                    sl.remove(p)
+                    frags.pop(p, None)
+            if check_depth and (bp._len > depth or ap._len > depth) and b.truncate():
+                top.truncated(b)
+            b.updates += 1
+            b.version += 1
+            if m.venue_ts_ns is not None:
+                b.last_update_ns = m.venue_ts_ns
+        top.version = b.version
+        cs = m.checksum
+        if cs is not None:
+            if not b.has_snapshot:
+                self.checksums_skipped += 1
+            else:
+                got = top.checksum(b)
+                if got == cs:
+                    self.checksums_verified += 1
+                else:
+                    self.checksums_failed += 1
+                    findings.append(
+                        SeqFinding(
+                            "checksum",
+                            sym,
+                            cs,
+                            got,
+                            "book differs from the venue's after this message: resubscribe",
+                            frame_id,
+                        )
+                    )
+        bl, al = b._bp._lists, b._ap._lists
+        if (bl and al and bl[-1][-1] >= al[0][0]) or sym in self._crossed:
+            self._check_crossed(b, frame_id, findings)
+
     def reset(self) -> None:
         super().reset()
         self.depths.clear()
+        self._top.clear()
 
 
 VENUE = KrakenVenue(name=NAME, endpoints=ENDPOINTS, ws_path="/v2", channels=("book", "trade", "ticker", "ohlc"))
