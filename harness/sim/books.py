@@ -51,9 +51,11 @@ class Ladder:
         return (self.best_bid() + self.best_ask()) / 2 * float(self.tick)
 
     def _size(self, depth: int) -> int:
+        # independent of where the level was created: a level added at the far end ends up
+        # at the top after a move, and a size that remembered its depth would make one
+        # side thicker than the other (a BRTI-style index reads that as a price move)
         lo, hi = self.lots
-        # thinner at the top, thicker further out, as real books are
-        return self.rng.randint(lo, hi) * (1 + depth // 4)
+        return self.rng.randint(lo, hi)
 
     def _gap(self) -> int:
         return self.rng.randint(*self.gap_ticks)
@@ -90,7 +92,28 @@ class Ladder:
         if not self.asks or self.best_ask() > want_ask:
             self.asks[want_ask] = n = self._size(0)
             out.append((False, want_ask, n))
+        out += self._close_gaps()
         out += self._fill()
+        return out
+
+    def _close_gaps(self) -> list[Change]:
+        """Quoters follow the price: on the side the price moved away from, the hole left
+        between the new inside and the old levels is filled (the far end is then trimmed),
+        so both sides keep the same density and reach."""
+        out: list[Change] = []
+        top_gap = self.gap_ticks[1]
+        for is_bid, side in ((True, self.bids), (False, self.asks)):
+            ordered = sorted(side, reverse=is_bid)
+            for a, b in zip(ordered, ordered[1:], strict=False):
+                p = a
+                while abs(b - p) > top_gap:
+                    p = p - self._gap() if is_bid else p + self._gap()
+                    if (p <= b) if is_bid else (p >= b):
+                        break
+                    side[p] = n = self._size(0)
+                    out.append((is_bid, p, n))
+                if len(out) > self.levels:
+                    break
         return out
 
     def _fill(self) -> list[Change]:

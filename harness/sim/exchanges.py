@@ -136,11 +136,11 @@ class Exchange:
 class Coinbase(Exchange):
     venue = "coinbase"
     url = coinbase.AT_WS
-    book_rate = 2.0
-    trade_rate = 0.6
+    book_rate = 1.0
+    trade_rate = 0.5
     latency_ms = (18.0, 6.0)
-    ladder_args = dict(tick=Decimal("0.01"), lot=Decimal("0.00000001"), levels=40, spread_ticks=(1, 3),
-                       gap_ticks=(5, 120), lots=(100_000, 8_000_000))
+    ladder_args = dict(tick=Decimal("0.01"), lot=Decimal("0.00000001"), levels=25, spread_ticks=(1, 3),
+                       gap_ticks=(20, 400), lots=(1_000_000, 150_000_000))
     channels = ("level2", "market_trades", "heartbeats")
 
     def __init__(self, rng, scale=1.0):
@@ -218,11 +218,11 @@ class Kraken(Exchange):
     venue = "kraken"
     url = kraken.WS_V2
     depth = 10
-    book_rate = 2.0
+    book_rate = 1.0
     trade_rate = 0.4
     latency_ms = (35.0, 10.0)
     ladder_args = dict(tick=Decimal("0.1"), lot=Decimal("0.00000001"), levels=10, spread_ticks=(1, 2),
-                       gap_ticks=(1, 15), lots=(200_000, 6_000_000), strict=True)
+                       gap_ticks=(2, 40), lots=(2_000_000, 120_000_000), strict=True)
 
     def __init__(self, rng, scale=1.0):
         super().__init__(rng, scale)
@@ -287,11 +287,11 @@ class Kraken(Exchange):
 class Bitstamp(Exchange):
     venue = "bitstamp"
     url = bitstamp.ENDPOINTS.ws_prod[0] if bitstamp.ENDPOINTS.ws_prod else "wss://ws.bitstamp.net"
-    book_rate = 2.0
+    book_rate = 1.5
     trade_rate = 0.3
     latency_ms = (45.0, 15.0)
-    ladder_args = dict(tick=Decimal("1"), lot=Decimal("0.00000001"), levels=50, spread_ticks=(1, 4),
-                       gap_ticks=(1, 6), lots=(300_000, 9_000_000))
+    ladder_args = dict(tick=Decimal("1"), lot=Decimal("0.00000001"), levels=25, spread_ticks=(1, 4),
+                       gap_ticks=(1, 5), lots=(2_000_000, 150_000_000))
     rest_levels = 50
 
     def __init__(self, rng, scale=1.0):
@@ -353,11 +353,11 @@ class Bitstamp(Exchange):
 class Gemini(Exchange):
     venue = "gemini"
     url = "wss://api.gemini.com/v2/marketdata"
-    book_rate = 1.5
+    book_rate = 1.2
     trade_rate = 0.3
     latency_ms = (40.0, 12.0)
-    ladder_args = dict(tick=Decimal("0.01"), lot=Decimal("0.00000001"), levels=40, spread_ticks=(2, 30),
-                       gap_ticks=(1, 60), lots=(100_000, 5_000_000))
+    ladder_args = dict(tick=Decimal("0.01"), lot=Decimal("0.00000001"), levels=25, spread_ticks=(2, 30),
+                       gap_ticks=(20, 400), lots=(1_000_000, 100_000_000))
 
     def __init__(self, rng, scale=1.0):
         super().__init__(rng, scale)

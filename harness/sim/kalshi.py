@@ -78,6 +78,7 @@ class Market:
     no: dict[int, int] = field(default_factory=dict)  # NO bids
     lag_ns: int = 5 * NS
     half_spread: float = 1.5
+    activity: float = 1.0  # relative rate of requotes, size changes and trades
     last_price: int | None = None
     last_size: int = 0
     volume: int = 0
@@ -123,7 +124,7 @@ class KalshiSim:
         for k in (base - 250, base, base + 250):
             t, ev = _kxbtcd_ticker(hour_close, k - 0.01)
             self.markets.append(Market(t, "KXBTCD", ev, self._uuid(), hour_close - HOUR, hour_close, "greater",
-                                       strike=k - 0.01, listed_ns=hour_close - 2 * HOUR))
+                                       strike=k - 0.01, listed_ns=hour_close - 2 * HOUR, activity=0.5))
         for m in self.markets:
             m.lag_ns = self.rng.randint(3000, 9000) * MS
             m.half_spread = self.rng.choice((1.0, 1.5, 2.0))
@@ -281,10 +282,11 @@ class KalshiSim:
         if rng.random() < 0.01:
             m.lag_ns = rng.randint(3000, 9000) * MS
         events = []
-        if rng.random() < 0.25 * min(self.scale, 4.0):
+        act = m.activity * self.scale
+        if rng.random() < 0.25 * min(act, 4.0):
             events.append((t0 + 1 + rng.randrange(t1 - t0 - 1), 0))
-        events += [(t, 1) for t in times_in(rng, t0, t1, 0.25 * self.scale)]
-        events += [(t, 2) for t in times_in(rng, t0, t1, 0.12 * self.scale)]
+        events += [(t, 1) for t in times_in(rng, t0, t1, 0.25 * act)]
+        events += [(t, 2) for t in times_in(rng, t0, t1, 0.12 * act)]
         events.sort()
         for t, kind in events:  # applied in time order: each frame shows the book as sent
             if kind == 0:

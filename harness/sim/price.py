@@ -21,7 +21,7 @@ class PricePath:
     ``seconds`` keeps the value at every whole second (the settlement averages)."""
 
     def __init__(self, rng: random.Random, start_ns: int, price: float = 87_250.0, *, dt_ns: int = 100_000_000,
-                 sigma_annual: float = 0.45, jump_rate: float = 1 / 240, jump_sd: float = 0.0015):
+                 sigma_annual: float = 0.35, jump_rate: float = 1 / 240, jump_sd: float = 0.0015):
         self.rng = rng
         self.t_ns = start_ns
         self.value = price

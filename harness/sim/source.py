@@ -134,6 +134,14 @@ def write_source(path: str, *, start_ns: int, minutes: float, seed: int, scale: 
                response_headers={"Content-Type": "application/json"})
         summary.http_rows += 1
 
+    def rest_views(t: int) -> None:
+        for url, body in kal.rest(t):
+            http("kalshi", url, t, body)
+        for ex in exchanges:
+            for url, body in ex.rest(t):
+                http(ex.venue, url, t, body)
+
+    rest_views(start_ns - NS)  # what a client asks before its first frame arrives
     t = start_ns
     while t < stop_ns:
         t1 = t + STEP_NS
@@ -165,11 +173,7 @@ def write_source(path: str, *, start_ns: int, minutes: float, seed: int, scale: 
             bs = next(e for e in exchanges if e.venue == "bitstamp")
             http("bitstamp", "https://www.bitstamp.net/api/v2/order_book/btcusd/", t1, bs.order_book_body())
         if t1 % NS == 0:
-            for url, body in kal.rest(t1):
-                http("kalshi", url, t1, body)
-            for ex in exchanges:
-                for url, body in ex.rest(t1):
-                    http(ex.venue, url, t1, body)
+            rest_views(t1)
         t = t1
     summary.markets = [{"ticker": m.ticker, "open_ns": m.open_ns, "close_ns": m.close_ns, "strike": m.strike,
                         "strike_type": m.strike_type, "status": m.status, "result": m.result,
