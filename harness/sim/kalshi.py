@@ -146,8 +146,20 @@ class KalshiSim:
 
     # -- frames ------------------------------------------------------------------------------
     def _book_frame(self, typ: str, msg: dict) -> str:
-        self.seq += 1
-        return dumps({"type": typ, "sid": SID["orderbook_delta"], "seq": self.seq, "msg": msg})
+        # seq is numbered when the frames are in send order (``_number``)
+        return dumps({"type": typ, "sid": SID["orderbook_delta"], "seq": 0, "msg": msg})
+
+    def _number(self, frames: list) -> list:
+        """Give the orderbook sid's frames their seq in send order."""
+        out = []
+        for item in frames:
+            payload = item[-1]
+            if '"seq":0,' in payload[:60]:
+                self.seq += 1
+                payload = payload.replace('"seq":0,', f'"seq":{self.seq},', 1)
+                item = (*item[:-1], payload)
+            out.append(item)
+        return out
 
     def snapshot(self, m: Market) -> str:
         msg: dict = {"market_ticker": m.ticker, "market_id": m.market_id}
@@ -189,7 +201,7 @@ class KalshiSim:
         for m in self.markets:
             if m.status == "active":
                 out.append(("in", self.snapshot(m)))
-        return out
+        return self._number(out)
 
     # -- fair value and quoting ----------------------------------------------------------------
     def fair(self, m: Market, index: float, now: int) -> float:
@@ -234,8 +246,7 @@ class KalshiSim:
             self.subscribed.add(m.ticker)
             out.append((t - 1000 * MS, "out", dumps({"id": self.cmd_id, "cmd": "update_subscription", "params": {
                 "sid": SID["orderbook_delta"], "action": "add_markets", "market_tickers": [m.ticker]}})))
-            self.seq += 1
-            out.append((t - 960 * MS, "in", dumps({"id": self.cmd_id, "sid": SID["orderbook_delta"], "seq": self.seq, "type": "ok",
+            out.append((t - 960 * MS, "in", dumps({"id": self.cmd_id, "sid": SID["orderbook_delta"], "seq": 0, "type": "ok",
                                                    "msg": {"market_tickers": sorted(self.subscribed)}})))
         bid, ask = self._target(m, t)
         for book, top in ((m.yes, bid), (m.no, 100 - ask)):
@@ -274,7 +285,7 @@ class KalshiSim:
                 m.status = "finalized"
                 out.append((m.settled_ns, "in", self._lifecycle(m, "settled", settled_ts=m.settled_ns // NS)))
         out.sort(key=lambda x: x[0])
-        return out
+        return self._number(out)
 
     def _quote(self, t0: int, t1: int, m: Market) -> list[tuple[int, str, str]]:
         out: list[tuple[int, str, str]] = []
