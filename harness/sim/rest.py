@@ -1,15 +1,8 @@
-"""REST during a simulated capture: the venues' REST views answered from the source
-recording, and the few requests the simulated client makes beside the recorder.
+"""The REST requests a simulated client makes beside the recorder (the impersonation
+server answers them from the source recording's ``http`` rows at the replay's time).
 
-``RestResponder``: an aiohttp server on 127.0.0.1 answering ``GET`` with the body of the
-latest source ``http`` row whose URL path and query (order-insensitive) match and whose
-receive time is at or before the session's simulated time (``clock.now_ns()``), else
-Kalshi's 404 shape. It is the contract the impersonation server's REST serving follows,
-kept here so the simulator does not depend on it.
-
-``RestCompanion``: what a client of these venues fetches by REST besides the stream, with
-every exchange written to the capture's ``http`` table (real requests over loopback, real
-receive times, mapped onto the simulated timeline like everything else):
+``RestCompanion`` writes every exchange to the capture's ``http`` table (real requests over
+loopback, real receive times, mapped onto the simulated timeline like everything else):
 - the Bitstamp ``/api/v2/order_book/btcusd/`` snapshot when a ``diff_order_book``
   subscription is acknowledged (the alignment point of the diff stream);
 - ``GET /markets/{ticker}`` of each Kalshi market ``settle_fetch_s`` after its close, for
@@ -19,68 +12,11 @@ receive times, mapped onto the simulated timeline like everything else):
 from __future__ import annotations
 
 import asyncio
-import sqlite3
 import time
-from bisect import bisect_right
-from urllib.parse import parse_qsl, urlsplit
 
 import aiohttp
-from aiohttp import web
 
 NS = 1_000_000_000
-
-
-def _key(url: str) -> tuple[str, tuple]:
-    u = urlsplit(url)
-    return u.path.rstrip("/") or "/", tuple(sorted(parse_qsl(u.query)))
-
-
-class RestResponder:
-    def __init__(self, source_path: str, clock):
-        self.clock = clock
-        self.views: dict[tuple, tuple[list[int], list[tuple[int, str]]]] = {}
-        self.requests = 0
-        self.not_found = 0
-        db = sqlite3.connect(f"file:{source_path}?mode=ro", uri=True)
-        try:
-            for url, t, status, body in db.execute("SELECT url, t_recv_ns, status, response_body FROM http ORDER BY t_recv_ns, id"):
-                ts, rows = self.views.setdefault(_key(url), ([], []))
-                ts.append(t)
-                rows.append((status or 200, body or ""))
-        finally:
-            db.close()
-        self._runner: web.AppRunner | None = None
-        self.base_url = ""
-
-    async def start(self) -> RestResponder:
-        app = web.Application()
-        app.router.add_route("GET", "/{tail:.*}", self._get)
-        self._runner = web.AppRunner(app, access_log=None)
-        await self._runner.setup()
-        site = web.TCPSite(self._runner, "127.0.0.1", 0)
-        await site.start()
-        port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
-        self.base_url = f"http://127.0.0.1:{port}"
-        return self
-
-    async def close(self) -> None:
-        if self._runner is not None:
-            await self._runner.cleanup()
-            self._runner = None
-
-    def answer(self, url: str, now_ns: int) -> tuple[int, str]:
-        view = self.views.get(_key(url))
-        if view is not None:
-            i = bisect_right(view[0], now_ns)
-            if i:
-                return view[1][i - 1]
-        self.not_found += 1
-        return 404, '{"error":{"code":"not_found","message":"not found","details":"no such resource at this time"}}'
-
-    async def _get(self, request: web.Request) -> web.Response:
-        self.requests += 1
-        status, body = self.answer(str(request.rel_url), self.clock.now_ns())
-        return web.Response(status=status, text=body, content_type="application/json")
 
 
 class RestCompanion:

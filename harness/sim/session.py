@@ -3,8 +3,8 @@ recorder -> capture on the simulated timeline.
 
 1. ``source.write_source`` writes what the venues send (a temporary recording).
 2. ``ImpersonationServer`` serves it over loopback at ``speed`` (default 20: 20 minutes
-   in about a minute), with the server-side part of the fault plan; ``RestResponder``
-   answers the REST paths from the source's ``http`` rows on the same simulated clock.
+   in about a minute), with the server-side part of the fault plan, and answers the REST
+   paths from the source's ``http`` rows at the replay's current time.
 3. The real recorder (``harness.live.manager.Recorder``) records every venue from the
    server: handshakes (Kalshi signed with an RSA key generated for this run and never
    written anywhere), subscribe commands, pings, Kalshi market discovery and 15-minute
@@ -111,7 +111,7 @@ async def capture(source: str, out: str, summary, *, speed: float, seed: int, se
     from harness.live.manager import Recorder
     from harness.live.rest import FastClock
     from harness.replay.server import ImpersonationServer
-    from harness.sim.rest import RestCompanion, RestResponder
+    from harness.sim.rest import RestCompanion
     from harness.store.writer import RecordingWriter
     from harness.venues.kalshi_auth import Credentials
 
@@ -121,16 +121,16 @@ async def capture(source: str, out: str, summary, *, speed: float, seed: int, se
     wall_minus_mono = time.time_ns() - time.monotonic_ns()
     async with ImpersonationServer(source, speed=speed, faults=server_faults, slow_client_s=10.0) as srv:
         clock = FastClock(summary.start_ns, speed)
-        rest = await RestResponder(source, clock).start()
+        rest_base = "http://" + srv.urls["kalshi"].split("/")[2]  # REST is served on the same port
         cfg = RecordConfig(
             output=out, venues=_venue_configs(srv.urls),
             kalshi=KalshiConfig(series=sorted({m["ticker"].split("-")[0] for m in summary.markets}),
-                                rest_url=rest.base_url + "/trade-api/v2"),
+                                rest_url=rest_base + "/trade-api/v2"),
             backoff=BackoffConfig(base=0.02, cap=0.1, reset_after=5.0, auth_failures_max=3, seed=seed), status=False)
         writer = RecordingWriter(out, mode="simulate", classify=venues.classify,
                                  config={"simulate": {"seed": seed, "speed": speed, "faults": server_faults}, **cfg.to_json()},
                                  source=f"harness simulate: seed {seed}, served at {speed}x and recorded by harness record")
-        companion = RestCompanion(writer, rest.base_url, clock, markets=summary.markets)
+        companion = RestCompanion(writer, rest_base, clock, markets=summary.markets)
         rec = Recorder(cfg, credentials=creds, clock=clock, writer=writer, observer=companion)
         stop = rec.stop
         bg = [asyncio.ensure_future(companion.run(stop))]
@@ -149,7 +149,6 @@ async def capture(source: str, out: str, summary, *, speed: float, seed: int, se
             stop.set()
             await asyncio.gather(*bg, return_exceptions=True)
             await companion.close()
-            await rest.close()
             for e in srv.fault_log:
                 t = e.get("t_ns") or time.time_ns()
                 writer.event("fault", t, t - wall_minus_mono, None, {k: v for k, v in e.items() if k != "t_ns"})
