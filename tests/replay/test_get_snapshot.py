@@ -95,3 +95,51 @@ def test_snapshot_frame_format():
         "market_ticker": M1, "market_id": "mid", "yes_dollars_fp": [["0.4700", "2.50"], ["0.4800", "10.00"]]}}
     (m,) = decode(text)
     assert m.yes == [(Decimal("0.47"), Decimal("2.5")), (Decimal("0.48"), Decimal("10"))] and m.no == []
+
+
+async def test_recorder_resyncs_after_a_seq_gap(tmp_path):
+    """The live recorder, told of a gap by an injected ``seqgap`` fault, asks for a snapshot;
+    the one it records equals the book of the frames it recorded before it."""
+    import sqlite3
+    import uuid
+    from pathlib import Path
+
+    from harness.config import BackoffConfig, KalshiConfig, RecordConfig, VenueConfig
+    from harness.live.manager import run_record
+    from harness.venues.kalshi_auth import Credentials
+
+    rec = tmp_path / "k.db"
+    build_recording(rec)
+    out = tmp_path / "b.db"
+    key = new_key()
+    async with ImpersonationServer(rec, speed=2, auth_key=key.public_key(), faults="seqgap=@10") as srv:
+        vc = VenueConfig(name="kalshi", url=srv.urls["kalshi"], channels=["orderbook_delta"], stale_timeout=None, compression=False)
+        cfg = RecordConfig(output=str(out), venues={"kalshi": vc}, kalshi=KalshiConfig(markets=[M1, M2]), status=False,
+                           backoff=BackoffConfig(base=0.05, cap=0.2, reset_after=60, auth_failures_max=2, seed=0))
+        creds = Credentials(key_id=str(uuid.uuid4()), key_path=Path("-"), private_key=key)
+        stop = asyncio.Event()
+        task = asyncio.ensure_future(run_record(cfg, credentials=creds, stop=stop))
+        async with asyncio.timeout(30):  # until the first connection has been served to its end
+            while not any(c.close_reason == "end of recording" for c in srv.clients):
+                await asyncio.sleep(0.05)
+        stop.set()
+        await task
+    db = sqlite3.connect(f"file:{out}?mode=ro", uri=True)
+    try:
+        first = db.execute("SELECT min(id) FROM connections").fetchone()[0]
+        rows = db.execute("SELECT dir, payload FROM frames WHERE conn_id = ? AND opcode = 'text' ORDER BY id", (first,)).fetchall()
+    finally:
+        db.close()
+    asks = [json.loads(p) for d, p in rows if d == "out" and '"get_snapshot"' in p]
+    assert len(asks) == 1
+    inbound = [json.loads(p) for d, p in rows if d == "in"]
+    i = next(k for k, f in enumerate(inbound) if f["type"] == "orderbook_snapshot" and k > 2)
+    ticker = asks[0]["params"]["market_tickers"][0]
+    assert inbound[i]["msg"]["market_ticker"] == ticker and inbound[i - 1]["type"] == "ok"
+    mine = ClientBook()
+    for f in inbound[:i]:
+        if f["type"] in ("orderbook_snapshot", "orderbook_delta"):
+            mine.apply(f)
+    snap = inbound[i]["msg"]
+    assert levels(snap.get("yes_dollars_fp")) == mine.books[ticker]["yes"]
+    assert levels(snap.get("no_dollars_fp")) == mine.books[ticker]["no"]
