@@ -36,7 +36,7 @@ def run(recording, spd, precise, venue, type_, dir_, t_from, t_to, as_json, no_p
         http_rows = rec.http()
     counter = CountingSink(classify=venues.classify)
     runner = Runner(config=cfgmod.load(None))
-    runner.start(path=f"{recording} (via server)", live=True)
+    runner.start(path=f"{recording} (via server; frame ids: --keep-recording)", live=True)
     sinks = [counter, runner]
     pipe = None
     if not no_pipeline:

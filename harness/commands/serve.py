@@ -60,6 +60,10 @@ async def _run(srv, urls_file) -> None:
         raise ConfigError(f"{srv.path} has no recorded connections to serve")
     for venue, url in sorted(srv.urls.items()):
         click.echo(f"{venue:10s} {url}")
+    if len(srv.rest):
+        paths = sorted(srv.rest.path_venues)
+        more = f", ... ({len(paths)} paths)" if len(paths) > 3 else ""
+        click.echo(f"{'rest':10s} {srv.rest_url} ({len(srv.rest)} recorded GET answers: {', '.join(paths[:3])}{more})")
     if srv.plan:
         click.echo(f"faults: {srv.plan.spec} (seed {srv.plan.seed})")
     if urls_file:

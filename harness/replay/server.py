@@ -17,8 +17,8 @@ URL map (one listener, one path per recorded venue)
 
 Handshake: Kalshi needs ``KALSHI-ACCESS-KEY``/``-TIMESTAMP``/``-SIGNATURE``. With
 ``auth_key`` (an RSA public or private key, PEM path or object) the RSA-PSS signature of
-``timestamp + "GET" + "/trade-api/ws/v2"`` and the timestamp skew (``max_skew_s``) are
-verified; without it only presence and format (13-digit ms timestamp, base64 signature).
+``timestamp + "GET" + path`` (the path requested, or the venue's own path for a client
+signing as for the real host) and the timestamp skew (``max_skew_s``) are verified; without it only presence and format (13-digit ms timestamp, base64 signature).
 A refusal is HTTP 401 with ``{"error":{"code":"authentication_error","message":...,
 "details":...}}`` (application/json). Refuse faults answer their status with
 ``{"error":{"code":"refused","message":...}}`` (429 adds ``Retry-After: 1``).
@@ -32,7 +32,19 @@ the venue that closed before the last one, or closed with a code other than 1000
 id) resumes the recording after that point, as the recorder's reconnect did. At the end
 of the recording the connection closes with 1000 "end of recording", or with ``loop``
 the cursor restarts (subscriptions, sids and seq continue). Kalshi clients get a WS Ping
-with body ``heartbeat`` every ``ping_interval_s / speed`` seconds.
+with body ``heartbeat`` every ``ping_interval_s / speed`` seconds. A frame is rendered
+(its seq taken) only when it is due, right before it is written, so a reply sent while the
+stream waits (``ok``, a ``get_snapshot`` answer) never overtakes a lower seq.
+
+Kalshi ``update_subscription``/``get_snapshot`` is answered with ``ok`` and then, per
+market, a fresh ``orderbook_snapshot`` (current fixed-point format) of the recorded book
+after the last frame written to that client, rebuilt from the recording in the event loop
+(so the stream cannot move meanwhile) with the connection's next seqs. It is the
+recording's book: frames a fault dropped for this client are in it, as on the real venue.
+
+``track_sent=True`` remembers the recorded time of every data frame sent, by its exact
+text (``sent_time(venue, payload)`` pops it): ``replay --via-server`` uses it to put what
+arrives back on the recorded timeline.
 
 REST: a plain HTTP GET (no ``Upgrade: websocket``) is answered from the recording's
 ``http`` table (``rest_replay``): the latest recorded answer for the same path and query
@@ -44,7 +56,10 @@ poller beside a stream sees the REST view of that moment.
 
 Safety: sends go through websockets' ``write_limit``; a client whose send has been blocked
 for ``slow_client_s`` (it is not reading) is aborted, with the reason in the log and in
-``srv.clients``. Client frames never crash a connection: they get the venue's error reply.
+``srv.clients`` (``buffered_peak``: the most bytes seen queued for it, about
+``write_limit`` plus one batch of frames). Client frames never crash a connection: they get
+the venue's error reply; a frame over 1 MiB closes that client with 1009. Non-GET requests
+are dropped by websockets without an answer.
 """
 
 from __future__ import annotations
@@ -249,6 +264,12 @@ class ImpersonationServer:
             path = t.path if self.routes.get(t.path) == v else "/" + v + t.path
             self.urls[v] = f"ws://{host}:{self.port}{path}"
         return self
+
+    @property
+    def rest_url(self) -> str:
+        """Base URL of the REST answers (append a recorded path, e.g. ``/trade-api/v2/markets``)."""
+        host = self.host if ":" not in self.host else f"[{self.host}]"
+        return f"http://{host}:{self.port}"
 
     async def close(self) -> None:
         if self._server is not None:
