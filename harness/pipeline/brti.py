@@ -71,6 +71,7 @@ published once-a-second values for the Kalshi 60-second average.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from collections import deque
 from collections.abc import Iterable, Mapping, Sequence
@@ -254,16 +255,20 @@ class ConsolidatedBook:
 
     def max_grid(self) -> int:
         """Grid points covered by both sides."""
-        if not len(self.bid_cum) or not len(self.ask_cum):
-            return 0
-        depth = min(float(self.bid_cum[-1]), float(self.ask_cum[-1]))
-        return int(depth / self.spacing * (1.0 + _REL_EPS))
+        return _grid_points(self.bid_cum, self.ask_cum, self.spacing)
 
     def utilized_grid(self, max_spread: float) -> int:
         """K_T: the number of grid points v = s..K_T s with midSV(v) <= max_spread
-        (binary search: midSV is non-decreasing in v)."""
+        (midSV is non-decreasing in v: up to 4,096 points all at once, else a binary
+        search)."""
         hi = self.max_grid()
         s = self.spacing
+        if 0 < hi <= 4096:
+            grid = np.arange(1, hi + 1) * s * (1.0 - _REL_EPS)
+            a = self.ask_px[self.ask_cum.searchsorted(grid, "left")]
+            b = self.bid_px[self.bid_cum.searchsorted(grid, "left")]
+            over = a / ((a + b) / 2.0) - 1.0 > max_spread
+            return int(over.argmax()) if over.any() else hi
         lo = 0  # invariant: midSV(lo * s) <= max_spread (vacuous for 0)
         while lo < hi:
             mid = (lo + hi + 1) >> 1
@@ -380,6 +385,23 @@ def _n_at_or_below(asc: np.ndarray, px: float) -> int:
     return int(asc.searchsorted(px, "right"))
 
 
+def _same(a: tuple, b: tuple) -> bool:
+    """Same books (identity), same sides, same staleness."""
+    return len(a) == len(b) and all(
+        x[0] is y[0] and x[1] is y[1] and x[2] is y[2] and x[3] == y[3] for x, y in zip(a, b, strict=True))
+
+
+def _capped_cum(q: np.ndarray, cap: float | None) -> np.ndarray:
+    """Cumulative capped sizes; np.cumsum adds in order: the same sums as accumulate()."""
+    return np.cumsum(q if cap is None else np.minimum(q, cap))
+
+
+def _grid_points(bcum: np.ndarray, acum: np.ndarray, s: float) -> int:
+    if not len(bcum) or not len(acum):
+        return 0
+    return int(min(float(bcum[-1]), float(acum[-1])) / s * (1.0 + _REL_EPS))
+
+
 def _merge(parts: list[tuple[np.ndarray, np.ndarray]], descending: bool) -> tuple[np.ndarray, np.ndarray]:
     """Merge sorted (prices, sizes) runs into one sorted run; equal prices keep the venue
     order (a stable sort, as the list version's ``sort``). Timsort finds the runs, so
@@ -400,11 +422,14 @@ class BrtiCalculator:
         self.erroneous: set[str] = set()
         self.last_consolidated: ConsolidatedBook | None = None
         self._cap: tuple[int, float | None] | None = None  # (computed at, dynamic cap)
+        self._memo: tuple | None = None  # (inputs, erroneous before, result) of the last compute
+        self.reused = 0
 
     def reset(self) -> None:
         self.erroneous.clear()
         self.last_consolidated = None
         self._cap = None
+        self._memo = None
 
     # -- step 2
     def _screen(self, mids: dict[str, float]) -> dict[str, float]:
@@ -433,11 +458,32 @@ class BrtiCalculator:
         return devs
 
     def compute(self, books: Iterable[VenueBook] | Mapping[str, Any], now_ns: int) -> BrtiResult:
+        """The index at ``now_ns`` from ``books`` (snapshots: not edited after being passed).
+
+        When the books are the very same objects as at the previous call, each venue is
+        fresh or stale as it was then, and that call left the erroneous-venue state as it
+        found it, the answer is the previous one (at the new time): most 200 ms ticks of a
+        quiet venue change nothing but the time."""
+        vbs = _normalise(books)
+        key = tuple((vb, vb.bids, vb.asks, now_ns - vb.last_update_ns > self.params.staleness_ns) for vb in vbs)
+        memo = self._memo
+        if memo is not None and memo[1] == self.erroneous and _same(memo[0], key):
+            self.reused += 1
+            r = memo[2]
+            self.last_consolidated = memo[3]
+            return dataclasses.replace(r, ts_ns=now_ns, excluded=dict(r.excluded), mids=dict(r.mids),
+                                       deviations=dict(r.deviations))
+        before = set(self.erroneous)
+        res = self._compute(vbs, now_ns)
+        self._memo = (key, before, res, self.last_consolidated) if before == self.erroneous else None
+        return res
+
+    def _compute(self, vbs: list[VenueBook], now_ns: int) -> BrtiResult:
         p = self.params
         res = BrtiResult(ts_ns=now_ns, valid=False, value=None)
         self.last_consolidated = None
         fresh: list[tuple[VenueBook, np.ndarray, np.ndarray, np.ndarray, np.ndarray]] = []
-        for vb in _normalise(books):
+        for vb in vbs:
             bpx, bq, apx, aq = vb.sides()
             if not len(bpx) or not len(apx):
                 res.excluded[vb.venue] = "empty"
@@ -499,20 +545,18 @@ class BrtiCalculator:
             cap = _dynamic_cap(cbp, cbq, cap_, caq, p)
             self._cap = (now_ns, cap)
         res.size_cap = cap
-        if cap is not None:
-            cbq, caq = np.minimum(cbq, cap), np.minimum(caq, cap)
-        bcum, acum = np.cumsum(cbq), np.cumsum(caq)  # sequential: the same sums as accumulate()
         s = p.grid_spacing
-
-        # -- steps 4-6
-        if not len(bcum) or not len(acum) or int(min(bcum[-1], acum[-1]) / s * (1.0 + _REL_EPS)) < 1:
-            # levels were cut only where midSV must exceed the limit
-            res.reason = "spread_too_wide" if truncated else "insufficient_depth"
-            return res
         # the curves need only the levels inside the spread limit: the cap sample's band is
         # ten times wider and its levels past the limit cannot be within v_T
         nb, na = _n_at_or_above(cbp, curve_floor), _n_at_or_below(cap_, curve_ceil)
-        cb = ConsolidatedBook(cbp[:nb], bcum[:nb], cap_[:na], acum[:na], s)
+        cb = ConsolidatedBook(cbp[:nb], _capped_cum(cbq[:nb], cap), cap_[:na], _capped_cum(caq[:na], cap), s)
+
+        # -- steps 4-6
+        if cb.max_grid() < 1 and _grid_points(_capped_cum(cbq, cap), _capped_cum(caq, cap), s) < 1:
+            # (the whole cut book, as the list version: only then does its depth matter)
+            # levels were cut only where midSV must exceed the limit
+            res.reason = "spread_too_wide" if truncated else "insufficient_depth"
+            return res
         self.last_consolidated = cb
         k_t = cb.utilized_grid(L)
         if k_t < 1:

@@ -18,13 +18,23 @@ book whose ``version`` did not move is left as it is. Only public ``L2Book`` mem
 used: ``bids_desc``, ``asks_asc``, ``level``, ``n_bids``, ``n_asks``, ``updates`` and,
 when present, ``version``.
 
+Deep books are held in part: a side with more than ``window`` levels is copied down to its
+``window``-th best price (``window`` = the most levels a tick ever uses, 5,000, plus a
+margin) and changes past that price are ignored. ``select`` then serves the band from the
+copy when the copy provably holds it (the band ends inside the copied prices, or the copy
+already has the ``max_levels`` best) and converts the side again, deeper, when it does not.
+The level-count check applies to fully held sides only, so a side is held in part only
+when the book has a ``version`` counter (which every change moves, a truncation
+included); a book without one is always copied whole.
+
 ``select(band, min_levels, max_levels)`` cuts the same levels ``stages.convert_book``
 would (the straightforward conversion, kept as the reference the tests compare with).
 """
 
 from __future__ import annotations
 
-from itertools import chain
+import math
+from itertools import chain, islice
 from operator import attrgetter
 from typing import Any
 
@@ -38,15 +48,18 @@ PATCH_LIMIT = 5000
 
 class Ladder:
     """Both sides of ``book`` as float64 arrays: bids under negated prices so that both
-    key arrays ascend (``searchsorted`` and insertion points work the same way)."""
+    key arrays ascend (``searchsorted`` and insertion points work the same way).
+    ``window``: levels a side to copy at most (None: all)."""
 
-    __slots__ = ("book", "_bk", "_bq", "_ak", "_aq", "_dirty", "_full", "_expect", "changed",
-                 "rebuilds", "patches", "_patch_ok", "_synced_version")
+    __slots__ = ("book", "window", "_bk", "_bq", "_ak", "_aq", "_blim", "_alim", "_dirty", "_full",
+                 "_expect", "changed", "rebuilds", "patches", "_patch_ok", "_synced_version")
 
-    def __init__(self, book: Any):
+    def __init__(self, book: Any, window: int | None = None):
         self.book = book
+        self.window = window
         self._bk = self._bq = self._ak = self._aq = _EMPTY
-        self._dirty: set = set()  # Decimal prices touched since the last sync (either side)
+        self._blim = self._alim = math.inf  # largest key held (inf: the whole side)
+        self._dirty: tuple[set, set] = (set(), set())  # Decimal prices touched since the last sync: bids, asks
         self._full = True  # the next sync converts the whole book
         self._expect: tuple = (None, None)  # (book.updates, book.version) the noted messages lead to
         self._synced_version = None
@@ -65,12 +78,14 @@ class Ladder:
             return
         u, v = self._expect
         self._expect = (None if u is None else u + 1, None if v is None else v + 1)
+        bids, asks = self._dirty
         try:
-            self._dirty.update(map(_PRICE, msg.levels))
+            for lv in msg.levels:  # the side rule of L2Book.apply_levels: "bid", else ask
+                (bids if lv.side == "bid" else asks).add(lv.price)
         except (AttributeError, TypeError):  # not the Level objects this relies on
             self._full = True
             return
-        if len(self._dirty) > PATCH_LIMIT:
+        if len(bids) + len(asks) > PATCH_LIMIT:
             self._full = True
 
     def sync(self) -> None:
@@ -82,10 +97,11 @@ class Ladder:
         if not self._full and now[1] is not None and now[1] == self._synced_version:
             pass  # the noted messages did not change the book (e.g. buffered diffs)
         elif self._full or not self._patch_ok or now[0] is None or now != self._expect or not self._patch():
-            self._rebuild()
+            self._rebuild(self.window)
         self._expect = now
         self._synced_version = now[1]
-        self._dirty.clear()
+        self._dirty[0].clear()
+        self._dirty[1].clear()
         self._full = False
         self.changed = False
 
@@ -94,51 +110,80 @@ class Ladder:
         """(bid prices descending, bid sizes, ask prices ascending, ask sizes), new arrays:
         the levels within ``band`` of each side's best price, at least ``min_levels`` and
         at most ``max_levels`` a side (``band`` None: all, up to ``max_levels``)."""
-        bk, ak = self._bk, self._ak
-        nb, na = len(bk), len(ak)
-        if band is not None:
-            if nb:
-                floor = -float(bk[0]) * (1.0 - band)
-                nb = max(int(bk.searchsorted(-floor, "right")), min(min_levels, nb))
-            if na:
-                ceil = float(ak[0]) * (1.0 + band)
-                na = max(int(ak.searchsorted(ceil, "right")), min(min_levels, na))
-        if max_levels is not None:
-            nb, na = min(nb, max_levels), min(na, max_levels)
-        return -bk[:nb], self._bq[:nb].copy(), ak[:na].copy(), self._aq[:na].copy()
+        b = self.book
+        nb = _cut(self._bk, self._blim, b.n_bids, band, min_levels, max_levels, -1.0)
+        na = _cut(self._ak, self._alim, b.n_asks, band, min_levels, max_levels, 1.0)
+        if nb is None or na is None:  # the band reaches past the copied levels: copy deeper
+            self._rebuild(None if self.window is None else 4 * max(self.window, len(self._bk), len(self._ak)))
+            return self.select(band, min_levels, max_levels)
+        return -self._bk[:nb], self._bq[:nb].copy(), self._ak[:na].copy(), self._aq[:na].copy()
 
     # ------------------------------------------------------------------ internals
 
-    def _rebuild(self) -> None:
+    def _rebuild(self, window: int | None) -> None:
         b = self.book
-        bids = np.fromiter(map(float, chain.from_iterable(b.bids_desc())), float)
-        asks = np.fromiter(map(float, chain.from_iterable(b.asks_asc())), float)
-        self._bk, self._bq = -bids[0::2], bids[1::2].copy()
-        self._ak, self._aq = asks[0::2].copy(), asks[1::2].copy()
+        if getattr(b, "version", None) is None:
+            window = None  # only the level counts can reveal a silent truncation: hold it all
+        self._bk, self._bq, self._blim = _side(b.bids_desc(), b.n_bids, window, -1.0)
+        self._ak, self._aq, self._alim = _side(b.asks_asc(), b.n_asks, window, 1.0)
         self._patch_ok = not (_has_ties(self._bk) or _has_ties(self._ak))
         self.rebuilds += 1
 
     def _patch(self) -> bool:
         """Apply the noted prices; False when the result cannot be trusted."""
         b = self.book
-        dirty = self._dirty
-        if dirty:
-            prices = list(dirty)
-            fl = np.fromiter(map(float, prices), float, len(prices))
-            if _has_ties(np.sort(fl)):
-                return False
-            level = b.level
-            for is_bid in (True, False):
-                qs = [level(is_bid, p) for p in prices]
+        level = b.level
+        for is_bid, dirty in zip((True, False), self._dirty, strict=True):
+            if dirty:
+                prices = list(dirty)
+                fl = np.fromiter(map(float, prices), float, len(prices))
+                if _has_ties(np.sort(fl)):
+                    return False
                 keys = -fl if is_bid else fl
+                inside = keys <= (self._blim if is_bid else self._alim)  # past the copy: not held
+                if not inside.all():
+                    idx = np.flatnonzero(inside)
+                    keys = keys[idx]
+                    qs = [level(is_bid, prices[i]) for i in idx.tolist()]
+                else:
+                    qs = [level(is_bid, p) for p in prices]
+                if not qs:
+                    continue
                 here = np.fromiter((q is not None for q in qs), bool, len(qs))
                 qty = np.fromiter((0.0 if q is None else float(q) for q in qs), float, len(qs))
                 if is_bid:
                     self._bk, self._bq = _apply(self._bk, self._bq, keys, qty, here)
                 else:
                     self._ak, self._aq = _apply(self._ak, self._aq, keys, qty, here)
-            self.patches += 1
-        return len(self._bk) == b.n_bids and len(self._ak) == b.n_asks
+        self.patches += 1
+        return ((self._blim != math.inf or len(self._bk) == b.n_bids)
+                and (self._alim != math.inf or len(self._ak) == b.n_asks))
+
+
+def _side(levels, total: int, window: int | None, sign: float) -> tuple[np.ndarray, np.ndarray, float]:
+    """(keys, sizes, largest key held) of the best ``window`` levels of one side."""
+    flat = np.fromiter(map(float, chain.from_iterable(islice(levels, window))), float)
+    keys, qty = flat[0::2] * sign, flat[1::2].copy()
+    whole = window is None or len(keys) >= total
+    return keys, qty, (math.inf if whole or not len(keys) else float(keys[-1]))
+
+
+def _cut(keys: np.ndarray, lim: float, total: int, band: float | None, min_levels: int,
+         max_levels: int | None, sign: float) -> int | None:
+    """How many of the best levels ``select`` keeps on one side; None when the copy does
+    not hold them all. ``sign`` -1 for bids (keys are negated prices)."""
+    held = len(keys)
+    if band is None or not held:
+        c, exact = held, lim == math.inf
+    else:
+        edge = float(keys[0]) * (1.0 + sign * band)  # key of the band's edge: -(best * (1 - band)) for bids
+        c, exact = int(keys.searchsorted(edge, "right")), lim == math.inf or edge <= lim
+    n = max(c, min(min_levels, total))
+    if max_levels is not None:
+        n = min(n, max_levels)
+    if n > held or (not exact and n == held and (max_levels is None or held < max_levels)):
+        return None
+    return n
 
 
 def _has_ties(sorted_keys: np.ndarray) -> bool:

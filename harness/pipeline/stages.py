@@ -288,7 +288,8 @@ class Pipeline:
         if vs.conn_id is not None and self._conn_venue.get(vs.conn_id) is vs:
             del self._conn_venue[vs.conn_id]
         vs.conn_id, vs.instrument, vs.book = conn_id, instrument, book
-        vs.broken, vs.ladder = False, Ladder(book)
+        # the copy holds the levels a tick can use (max_levels) and a margin for deletions
+        vs.broken, vs.ladder = False, Ladder(book, None if self.max_levels is None else self.max_levels + 1000)
         self._conn_venue[conn_id] = vs
         return vs
 

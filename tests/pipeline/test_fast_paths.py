@@ -136,14 +136,14 @@ def lv(side_: str, price: int, qty: str) -> Level:
     return Level(side_, Decimal(price) / 100, Decimal(qty))
 
 
-levels = st.lists(st.builds(lv, st.sampled_from(["bid", "ask"]), st.integers(9_000, 11_000),
+levels = st.lists(st.builds(lv, st.sampled_from(["bid", "ask"]), st.integers(9_900, 10_100),
                             st.sampled_from(["0", "0", "0.5", "1", "2.25", "0.00012345"])), max_size=30)
 ops = st.lists(st.one_of(
     st.tuples(st.just("snapshot"), levels),
     st.tuples(st.just("update"), levels),
     st.tuples(st.just("unannounced"), levels),  # applied, no message noted: must be detected
     st.tuples(st.just("truncate"), st.integers(1, 20)),  # Kraken: after a noted update
-    st.tuples(st.just("tick"), st.none()),
+    st.tuples(st.just("tick"), st.sampled_from([0, 3, 6])),  # selects to compare after it
 ), max_size=40)
 
 
@@ -151,8 +151,15 @@ def msg(snapshot: bool, lvls: list[Level]) -> BookMessage:
     return BookMessage(type="book", instrument="X", snapshot=snapshot, levels=lvls)
 
 
-def assert_ladder_exact(lad: Ladder, book: L2Book) -> None:
-    for band, lo, hi in ((0.05, 50, 5000), (0.005, 3, 5000), (None, 0, None), (0.01, 0, 7)):
+def assert_ladder_exact(lad: Ladder, book: L2Book, selects: int = 6) -> None:
+    # the invariant: each side holds exactly the book's levels down to its limit price
+    for keys, qty, lim, side_, sign in ((lad._bk, lad._bq, lad._blim, book.bids_desc(), -1.0),
+                                        (lad._ak, lad._aq, lad._alim, book.asks_asc(), 1.0)):
+        want = [(float(p), float(q)) for p, q in side_ if sign * float(p) <= lim]
+        assert list(zip((keys * sign).tolist(), qty.tolist(), strict=True)) == want
+    # narrow first: a wide select makes a partly held copy whole (it converts deeper)
+    for band, lo, hi in ((0.0005, 2, 5000), (0.001, 0, 3), (0.005, 3, 5000), (None, 0, 4), (0.05, 50, 5000),
+                         (None, 0, None))[:selects]:
         want = convert_book("x", book, band=band, min_levels=lo, max_levels=hi)
         bp, bq, ap, aq = lad.select(band, lo, hi)
         assert list(zip(bp.tolist(), bq.tolist(), strict=True)) == want.bids
@@ -172,10 +179,12 @@ class WithoutVersion:
 
 
 @PROPS
-@given(ops=ops, versioned=st.booleans())
-def test_ladder_matches_full_conversion(ops, versioned):
+@given(ops=ops, versioned=st.booleans(), window=st.sampled_from([None, 2, 9, 40]))
+def test_ladder_matches_full_conversion(ops, versioned, window):
+    """``window``: deep sides held in part (changes past the copy ignored, selects that
+    need more convert again)."""
     book = L2Book("X")
-    lad = Ladder(book if versioned else WithoutVersion(book))
+    lad = Ladder(book if versioned else WithoutVersion(book), window)
     for op, arg in ops:
         if op == "snapshot":
             book.apply_snapshot(arg)
@@ -193,14 +202,15 @@ def test_ladder_matches_full_conversion(ops, versioned):
             book.truncate(arg)
         else:
             lad.sync()
-            assert_ladder_exact(lad, book)
+            assert_ladder_exact(lad, book, arg)
     lad.sync()
     assert_ladder_exact(lad, book)
 
 
-def test_ladder_patches_instead_of_rebuilding():
+@pytest.mark.parametrize("window", [None, 600])
+def test_ladder_patches_instead_of_rebuilding(window):
     book = L2Book("X")
-    lad = Ladder(book)
+    lad = Ladder(book, window)
     snap = [lv("bid", 10_000 - i, "1") for i in range(1, 500)] + [lv("ask", 10_000 + i, "1") for i in range(500)]
     book.apply_snapshot(snap)
     lad.note(msg(True, snap))
@@ -264,3 +274,34 @@ def test_real_recordings_every_tick(name, realdata, tmp_path):
     (vs,) = p.venues.values()
     # the point of the ladder: most ticks patch the copy instead of converting the book
     assert vs.conversions >= 20 and vs.ladder.rebuilds <= max(3, vs.conversions // 10), (vs.conversions, vs.ladder.rebuilds)
+
+
+def test_unchanged_books_reuse_the_previous_answer():
+    a = VenueBook("a", [(99.9, 1.0), (99.8, 3.0)], [(100.1, 1.0), (100.2, 3.0)], 0)
+    b = VenueBook("b", [(99.95, 1.0), (99.7, 3.0)], [(100.05, 1.0), (100.3, 3.0)], 0)
+    d = VenueBook("d", [(99.9, 2.0), (99.6, 3.0)], [(100.0, 1.0), (100.4, 3.0)], 0)
+    x = VenueBook("x", [(106.0, 1.0)], [(106.2, 1.0)], 0)  # 6% off: excluded, then stays out
+    p = BrtiParams(size_cap=1e9, grid_spacing=0.5, max_mid_spread=0.01)
+    c, want = BrtiCalculator(p), ref.BrtiCalculator(p)
+
+    def step(books, t):
+        r = c.compute(books, t)
+        assert_same(r, want.compute(ref_books(books), t))
+        assert r.ts_ns == t
+        return r
+
+    step([a, b, d, x], 0)  # excludes x: the state changed, nothing to reuse next time
+    first = step([a, b, d, x], S)
+    assert c.reused == 0
+    again = step([a, b, d, x], 2 * S)
+    assert c.reused == 1 and first.ts_ns == S
+    assert dataclasses.replace(again, ts_ns=S) == first and again.excluded is not first.excluded
+    a.last_update_ns = -9 * S  # fresh at 1 s, stale at 2 s: recomputed
+    r = step([a, b, d, x], 2 * S)
+    assert c.reused == 1 and r.excluded == {"a": "stale", "x": "erroneous"}
+    a2 = VenueBook("a", a.bids, [(100.1, 2.0), (100.2, 3.0)], 2 * S)  # a new book object
+    step([a2, b, d, x], 2 * S)
+    assert c.reused == 1
+    step([a2, b, d, x], 3 * S)
+    step([a2, b, d], 4 * S)  # a venue fewer: recomputed
+    assert c.reused == 2
