@@ -471,6 +471,10 @@ class BrtiCalculator:
             self.reused += 1
             r = memo[2]
             self.last_consolidated = memo[3]
+            p = self.params
+            if (p.size_cap is None and p.cap_min_interval_ns > 0 and self._cap is not None
+                    and not 0 <= now_ns - self._cap[0] < p.cap_min_interval_ns):
+                self._cap = (now_ns, r.size_cap)  # as if recomputed: same books, same cap
             return dataclasses.replace(r, ts_ns=now_ns, excluded=dict(r.excluded), mids=dict(r.mids),
                                        deviations=dict(r.deviations))
         before = set(self.erroneous)
@@ -550,6 +554,7 @@ class BrtiCalculator:
         # ten times wider and its levels past the limit cannot be within v_T
         nb, na = _n_at_or_above(cbp, curve_floor), _n_at_or_below(cap_, curve_ceil)
         cb = ConsolidatedBook(cbp[:nb], _capped_cum(cbq[:nb], cap), cap_[:na], _capped_cum(caq[:na], cap), s)
+        self.last_consolidated = cb
 
         # -- steps 4-6
         if cb.max_grid() < 1 and _grid_points(_capped_cum(cbq, cap), _capped_cum(caq, cap), s) < 1:
@@ -557,7 +562,6 @@ class BrtiCalculator:
             # levels were cut only where midSV must exceed the limit
             res.reason = "spread_too_wide" if truncated else "insufficient_depth"
             return res
-        self.last_consolidated = cb
         k_t = cb.utilized_grid(L)
         if k_t < 1:
             res.reason = "spread_too_wide"

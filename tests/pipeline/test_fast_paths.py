@@ -305,3 +305,24 @@ def test_unchanged_books_reuse_the_previous_answer():
     step([a2, b, d, x], 3 * S)
     step([a2, b, d], 4 * S)  # a venue fewer: recomputed
     assert c.reused == 2
+
+
+def test_reuse_keeps_the_cap_interval_of_the_reference():
+    """cap_min_interval_ns: a reused answer counts as a fresh cap, as the list version's
+    recomputation at that tick would."""
+    import random
+
+    rng = random.Random(3)
+
+    def book(name, t):
+        bids = [(100.0 - 0.01 * (i + 1), rng.uniform(0.1, 3.0)) for i in range(120)]
+        asks = [(100.0 + 0.01 * (i + 1), rng.uniform(0.1, 3.0)) for i in range(120)]
+        return VenueBook(name, bids, asks, t)
+
+    p = BrtiParams(min_venues=1, grid_spacing=0.1, cap_min_interval_ns=3 * S)
+    c, want = BrtiCalculator(p), ref.BrtiCalculator(p)
+    a = book("a", 0)
+    for books, t in (([a], 0), ([a], 4 * S), ([book("a", 5 * S)], 5 * S), ([book("a", 8 * S)], 8 * S)):
+        assert_same(c.compute(books, t), want.compute(ref_books(books), t))
+        assert c._cap[0] == want._cap[0] and c._cap[1] == pytest.approx(want._cap[1], rel=REL)
+    assert c.reused == 1
