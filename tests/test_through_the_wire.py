@@ -80,7 +80,7 @@ def small_recording(path):
                                              "coinbase": "wss://advanced-trade-ws.coinbase.com"})
 
 
-async def record_from(server_rec, out, speed, key_file, venues_):
+async def record_from(server_rec, out, speed, key_file, venues_, markets=(TICKER,)):
     async with ImpersonationServer(str(server_rec), speed=speed) as srv:
         vcs = {}
         for v in venues_:
@@ -92,7 +92,7 @@ async def record_from(server_rec, out, speed, key_file, venues_):
             elif v == "kraken":
                 kw.update(channels=["book"], instruments=["BTC/USD"], depth=10)
             vcs[v] = VenueConfig(name=v, url=srv.urls[v], **kw)
-        cfg = RecordConfig(output=str(out), venues=vcs, kalshi=KalshiConfig(markets=[TICKER]),
+        cfg = RecordConfig(output=str(out), venues=vcs, kalshi=KalshiConfig(markets=list(markets)),
                            backoff=BackoffConfig(base=0.05, cap=0.2, reset_after=60, auth_failures_max=2), status=False)
         creds = kalshi_auth.credentials_from_env({"KALSHI_API_KEY_ID": "k", "KALSHI_PRIVATE_KEY_PATH": str(key_file)})
         want = {v: len(data_frames(server_rec, v)) for v in venues_}
@@ -126,12 +126,25 @@ def check_equal(a, b, venues_):
             assert nums == sorted(nums) and len(set(nums)) == len(nums)
 
 
+@pytest.fixture(scope="module")
+def sim_source(tmp_path_factory):
+    """30 s of simulated traffic (recordings/sample.db is 20 minutes now: too long at 10x)
+    and its Kalshi markets, all pinned by the recorder."""
+    from harness.sim.session import parse_start
+    from harness.sim.source import write_source
+
+    p = tmp_path_factory.mktemp("wire") / "sim.db"
+    s = write_source(str(p), start_ns=parse_start(None), minutes=0.5, seed=1)
+    return p, [m["ticker"] for m in s.markets if m["status"] == "active"]
+
+
 @pytest.mark.parametrize("speed", ["max", 10])
-async def test_sample_through_the_wire(tmp_path, key_file, speed):
+async def test_sample_through_the_wire(tmp_path, key_file, speed, sim_source):
     venues_ = ["kalshi", "coinbase", "kraken"]
     out = tmp_path / "b.db"
-    await record_from(SAMPLE, out, speed, key_file, venues_)
-    check_equal(SAMPLE, out, venues_)
+    src, markets = sim_source
+    await record_from(src, out, speed, key_file, venues_, markets=markets)
+    check_equal(src, out, venues_)
 
 
 async def test_small_recording_at_speed_1(tmp_path, key_file):
