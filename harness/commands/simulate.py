@@ -24,8 +24,10 @@ from harness.errors import ConfigError
 @click.option("--start", default=None, help="simulated start time, ISO UTC [default: 2026-11-25T05:41:00Z]")
 @click.option("--keep-source", type=click.Path(dir_okay=False), default=None,
               help="also keep the source recording (what the venues sent, with the REST views) here")
+@click.option("--rest-poll", type=float, default=None,
+              help="the recorder also polls Kalshi markets and exchange tickers by REST every N simulated seconds")
 @click.option("--json", "as_json", is_flag=True, help="print the summary as JSON")
-def command(output, minutes, seed, rate_scale, faults, speed, start, keep_source, as_json):
+def command(output, minutes, seed, rate_scale, faults, speed, start, keep_source, rest_poll, as_json):
     """Simulate Kalshi + Coinbase/Kraken/Bitstamp/Gemini for MINUTES and record it to OUTPUT."""
     from harness.sim.session import simulate
 
@@ -39,7 +41,7 @@ def command(output, minutes, seed, rate_scale, faults, speed, start, keep_source
             sys.stderr.flush()
 
     res = simulate(output, minutes=minutes, seed=seed, rate_scale=rate_scale, faults=faults, speed=speed,
-                   start=start, keep_source=keep_source, progress=progress)
+                   start=start, keep_source=keep_source, rest_poll=rest_poll, progress=progress)
     if show:
         sys.stderr.write("\n")
     if as_json:

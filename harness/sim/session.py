@@ -85,7 +85,7 @@ def fault_plan(spec: str | None) -> tuple[SourceFaults, str | None]:
     return SourceFaults(), spec
 
 
-def _venue_configs(urls: dict[str, str]):
+def _venue_configs(urls: dict[str, str], rest_base: str):
     from harness.config import VENUE_DEFAULTS, VenueConfig
 
     out = {}
@@ -93,12 +93,13 @@ def _venue_configs(urls: dict[str, str]):
         d = dict(VENUE_DEFAULTS.get(v, {}))
         if v == "kraken":
             d["depth"] = 10
-        out[v] = VenueConfig(name=v, url=url, open_timeout=5.0, compression=False, **d)
+        out[v] = VenueConfig(name=v, url=url, open_timeout=5.0, compression=False,
+                             rest_url=rest_base if v != "kalshi" else None, **d)
     return out
 
 
 async def capture(source: str, out: str, summary, *, speed: float, seed: int, server_faults: str | None,
-                  progress=None) -> tuple[dict, list[dict], int]:
+                  rest_poll: float | None = None, progress=None) -> tuple[dict, list[dict], int]:
     """Serve ``source`` and record it into ``out``. Returns (server stats, fault log,
     wall-minus-mono of this process)."""
     import random
@@ -122,8 +123,12 @@ async def capture(source: str, out: str, summary, *, speed: float, seed: int, se
     async with ImpersonationServer(source, speed=speed, faults=server_faults, slow_client_s=10.0) as srv:
         clock = FastClock(summary.start_ns, speed)
         rest_base = "http://" + srv.urls["kalshi"].split("/")[2]  # REST is served on the same port
+        host = rest_base.split("//", 1)[1].split(":")[0]
         cfg = RecordConfig(
-            output=out, venues=_venue_configs(srv.urls),
+            output=out, venues=_venue_configs(srv.urls, rest_base),
+            # --rest-poll is in simulated seconds (the recorder's clock is the fast one);
+            # the polls of every venue share one loopback host, whose limit is raised to match
+            rest_poll_s=rest_poll, rest_rates={host: 50.0 * speed} if rest_poll else {},
             kalshi=KalshiConfig(series=sorted({m["ticker"].split("-")[0] for m in summary.markets}),
                                 rest_url=rest_base + "/trade-api/v2"),
             backoff=BackoffConfig(base=0.02, cap=0.1, reset_after=5.0, auth_failures_max=3, seed=seed), status=False)
@@ -157,7 +162,8 @@ async def capture(source: str, out: str, summary, *, speed: float, seed: int, se
 
 
 def simulate(out: str, *, minutes: float = 20.0, seed: int = 0, rate_scale: float = 1.0, faults: str | None = None,
-             speed: float = 20.0, start: str | None = None, keep_source: str | None = None, progress=None) -> SimResult:
+             speed: float = 20.0, start: str | None = None, keep_source: str | None = None, rest_poll: float | None = None,
+             progress=None) -> SimResult:
     from harness.sim.remap import remap
 
     if minutes <= 0:
@@ -166,6 +172,8 @@ def simulate(out: str, *, minutes: float = 20.0, seed: int = 0, rate_scale: floa
         raise ConfigError(f"--rate-scale must be positive, not {rate_scale}", hint="1 = realistic rates, 10 = ten times")
     if speed <= 0:
         raise ConfigError(f"--speed must be positive, not {speed}", hint="e.g. --speed 20")
+    if rest_poll is not None and rest_poll <= 0:
+        raise ConfigError(f"--rest-poll must be positive, not {rest_poll}", hint="seconds between polls, e.g. 5")
     start_ns = parse_start(start)
     src_faults, server_faults = fault_plan(faults)
     out_path = Path(out)
@@ -187,7 +195,8 @@ def simulate(out: str, *, minutes: float = 20.0, seed: int = 0, rate_scale: floa
                 os.unlink(p)
         t0 = time.monotonic()
         res.server, res.faults, wmm = asyncio.run(
-            capture(src, part, summary, speed=speed, seed=seed, server_faults=server_faults, progress=progress))
+            capture(src, part, summary, speed=speed, seed=seed, server_faults=server_faults, rest_poll=rest_poll,
+                    progress=progress))
         res.capture_s = time.monotonic() - t0
         t0 = time.monotonic()
         st = remap(part, summary.index, speed=speed, wall_minus_mono=wmm)

@@ -42,7 +42,7 @@ def runs(tmp_path_factory):
     out = []
     for name in ("a", "b"):
         res = simulate(str(d / f"{name}.db"), minutes=1.0, seed=11, speed=30, start=START,
-                       keep_source=str(d / f"{name}-source.db"))
+                       keep_source=str(d / f"{name}-source.db"), rest_poll=5.0)
         out.append((d / f"{name}.db", res))
     return out, d / "a-source.db"
 
@@ -65,8 +65,12 @@ def test_capture_is_a_simulate_session_recorded_through_the_wire(runs):
     http = [u for (u,) in q(a, "SELECT url FROM http")]
     assert any("/markets?series_ticker=KXBTC15M&status=open" in u for u in http)
     assert any(u.endswith("/api/v2/order_book/btcusd/") for u in http)
-    body = q(a, "SELECT response_body FROM http WHERE url LIKE '%/markets/KXBTC15M-26NOV250045-45'")[0][0]
-    assert '"expiration_value"' in body
+    bodies = [b for (b,) in q(a, "SELECT response_body FROM http WHERE url LIKE '%/markets/KXBTC15M-26NOV250045-45' "
+                                 "ORDER BY t_recv_ns")]
+    assert '"expiration_value"' in bodies[-1] and '"expiration_value"' not in bodies[0]
+    # --rest-poll 5: the exchanges' tickers about every 5 simulated seconds
+    polls = [t for (t,) in q(a, "SELECT t_recv_ns FROM http WHERE url LIKE '%/products/BTC-USD/ticker' ORDER BY t_recv_ns")]
+    assert 8 <= len(polls) <= 14
     assert res.matched > 0.9 * res.frames
 
 
