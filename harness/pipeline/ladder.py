@@ -149,8 +149,8 @@ class Ladder:
                     qs = [level(is_bid, p) for p in prices]
                 if not qs:
                     continue
-                here = np.fromiter((q is not None for q in qs), bool, len(qs))
-                qty = np.fromiter((0.0 if q is None else float(q) for q in qs), float, len(qs))
+                here = np.array([q is not None for q in qs], bool)
+                qty = np.array([0.0 if q is None else float(q) for q in qs], float)
                 if is_bid:
                     self._bk, self._bq = _apply(self._bk, self._bq, keys, qty, here)
                 else:
@@ -193,8 +193,9 @@ def _has_ties(sorted_keys: np.ndarray) -> bool:
 def _apply(keys: np.ndarray, qty: np.ndarray, k: np.ndarray, q: np.ndarray,
            here: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Set the levels at keys ``k`` (unique) to sizes ``q`` where ``here``, delete them
-    elsewhere; ``keys`` ascending. Updates in place, deletes and inserts in one pass each."""
-    o = np.argsort(k)  # ascending, so that two inserts at one point go in in order
+    elsewhere; ``keys`` ascending. Updates in place; deletes and inserts with masks (no
+    np.delete / np.insert: their Python-level overhead was most of a patch)."""
+    o = np.argsort(k)  # ascending, so that inserts land in order
     k, q, here = k[o], q[o], here[o]
     pos = keys.searchsorted(k)
     found = pos < len(keys)
@@ -202,11 +203,19 @@ def _apply(keys: np.ndarray, qty: np.ndarray, k: np.ndarray, q: np.ndarray,
     upd = found & here
     qty[pos[upd]] = q[upd]
     gone = found & ~here
-    if gone.any():
-        keys, qty = np.delete(keys, pos[gone]), np.delete(qty, pos[gone])
+    if np.count_nonzero(gone):
+        keep = np.ones(len(keys), bool)
+        keep[pos[gone]] = False
+        keys, qty = keys[keep], qty[keep]
     new = ~found & here
-    if new.any():
+    m = np.count_nonzero(new)
+    if m:
         kn = k[new]
-        at = keys.searchsorted(kn)
-        keys, qty = np.insert(keys, at, kn), np.insert(qty, at, q[new])
+        dest = keys.searchsorted(kn) + np.arange(m)  # where each new level lands in the result
+        old = np.ones(len(keys) + m, bool)
+        old[dest] = False
+        nk, nq = np.empty(len(old)), np.empty(len(old))
+        nk[old], nq[old] = keys, qty
+        nk[dest], nq[dest] = kn, q[new]
+        keys, qty = nk, nq
     return keys, qty
