@@ -44,13 +44,15 @@ def run(recording, spd, precise, venue, type_, dir_, t_from, t_to, as_json, no_p
         pipe.attach_http(http_rows)
         sinks = [_Tee(counter, pipe), runner]
 
-    def connections_from(path):
+    def connections_from(path, late_conns):
         # connection rows (headers, handshake status) and events are complete once the
         # recorder closed the file: the endpoint and auth checks read them from there
+        # (not the reconnections after a venue's end: their frames were not delivered)
         with Recording(path) as b:
-            runner.ctx.events = b.events()
+            runner.ctx.events = [e for e in b.events() if e.get("conn_id") not in late_conns]
             for c in b.connections():
-                runner.add_connection(c)
+                if c["id"] not in late_conns:
+                    runner.add_connection(c)
 
     try:
         res = asyncio.run(run_via_server(recording, sinks, speed=spd, venues=venue, keep=keep, on_recording=connections_from,

@@ -555,6 +555,8 @@ class ImpersonationServer:
         flow = new_flow(track)
         if venue == "kalshi":
             flow.books_at = self._kalshi_books
+        else:
+            flow.now_ns = self.now_line
         go = asyncio.Event()
         resume_key = (venue, key_id)
         client.resumed_at = self._resume.pop(resume_key, None)

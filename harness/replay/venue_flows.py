@@ -518,6 +518,9 @@ class ExchangeFlow:
         self.subs: dict[str, list[str]] = {}  # channel -> instruments (for Coinbase acks)
         self.started = False
         self.seq = -1  # Coinbase AT sequence_num, from 0 per connection
+        # timestamps in replies (Coinbase acks, Kraken acks and pongs); the server sets the
+        # replay's current time so replies agree with the recorded frames around them
+        self.now_ns = time.time_ns
         self.commands = 0
         self.errors = 0
 
@@ -609,7 +612,7 @@ class ExchangeFlow:
         if self.venue == "cryptocom" and a == "public/respond-heartbeat":
             return []
         if self.venue == "kraken" and a == "ping":
-            now = time.time_ns()
+            now = self.now_ns()
             return self.v.ack_frames(cmd, t_in_ns=now, t_out_ns=now)
         if self.venue == "bitstamp" and a == "heartbeat":
             return self.v.ack_frames(cmd)
@@ -620,9 +623,9 @@ class ExchangeFlow:
             if cmd.params.get("feed") == "exchange":
                 return [self.v.exchange_subscriptions_frame(self.subs)]
             self.seq += 1
-            return [self.v.subscriptions_frame(self.subs, sequence_num=self.seq, ts_ns=time.time_ns())]
+            return [self.v.subscriptions_frame(self.subs, sequence_num=self.seq, ts_ns=self.now_ns())]
         if self.venue == "kraken":
-            now = time.time_ns()
+            now = self.now_ns()
             return self.v.ack_frames(cmd, t_in_ns=now, t_out_ns=now)
         return self.v.ack_frames(cmd)
 

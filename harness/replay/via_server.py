@@ -192,9 +192,12 @@ class ArrivalMerger:
         self.first_t: int | None = None
         self.last_t: int | None = None
         self.conn_venue: dict[int, str] = {}
+        self.late_conns: set[int] = set()  # opened after their venue's stream ended
 
     def on_connection(self, conn_id: int, venue: str, url) -> None:
         self.conn_venue[conn_id] = venue
+        if venue in self.done:
+            self.late_conns.add(conn_id)
 
     def on_frame(self, f: Frame) -> None:
         v = f.venue
@@ -286,6 +289,7 @@ class ViaServerResult:
     arrived: dict[str, int]  # of those, arrived at the recorder and delivered in order
     other: dict[str, int]  # replies/control/outbound frames delivered
     after_end: dict[str, int]
+    late_conns: set[int]  # the recorder's reconnections after a venue's end (not delivered)
     delivered: int
     first_t_ns: int | None
     last_t_ns: int | None
@@ -303,7 +307,8 @@ async def run_via_server(recording, sinks, *, speed=None, venues=None, keep: str
                          precise: bool = False) -> ViaServerResult:
     """Serve ``recording``, record it through the wire, deliver what arrives to ``sinks``.
     ``keep``: write the recording made through the wire there (else a temp file, removed).
-    ``on_recording(path)`` is called with that file once it is closed, before removal."""
+    ``on_recording(path, late_conns)`` is called with that file once it is closed, before
+    removal (``late_conns``: the recorder's reconnections after the end, not delivered)."""
     from harness.live.manager import run_record
     from harness.replay.server import ImpersonationServer
     from harness.store.reader import Recording
@@ -351,10 +356,10 @@ async def run_via_server(recording, sinks, *, speed=None, venues=None, keep: str
             stats = srv.stats
         served = served_per_venue(srv.clients, list(subs))
         if on_recording is not None:
-            on_recording(out)
+            on_recording(out, set(merger.late_conns))
         return ViaServerResult(
             recording=out if keep else None, venues=list(subs), served=served, arrived=dict(merger.data),
-            other=dict(merger.other), after_end=dict(merger.after_end), delivered=merger.delivered,
+            other=dict(merger.other), after_end=dict(merger.after_end), late_conns=set(merger.late_conns), delivered=merger.delivered,
             first_t_ns=merger.first_t, last_t_ns=merger.last_t, wall_s=time.perf_counter() - t0, speed=speed,
             lateness=stats["lateness"], stopped_by=result.stopped_by, failed=result.failed, warnings=warnings,
             server={k: stats[k] for k in ("clients_total", "handshakes", "auth_refused", "not_found", "rest_served")},
