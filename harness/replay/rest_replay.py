@@ -6,6 +6,10 @@ equal the request's and whose receive time is at or before the replay's current 
 Receive times are put on the recording's timeline as frames are (``t_recv_mono_ns`` plus
 the session's offset, else ``t_recv_ns``), so a REST view moves with the stream.
 
+A request before its first recorded answer gets that answer when it was recorded at most
+``lead_ns`` ahead of the current time (a client starting up asks its discovery questions
+a little before the replay reaches the moment they were recorded; 5 s by default).
+
 Only the GET exchanges of the table with a status are served (a recorded network error
 has no response to give); anything else, or a known request asked before its first
 recorded answer, is a 404 with a Kalshi-style JSON body. Each exchange is also served
@@ -131,8 +135,9 @@ class RestTable:
             return next(iter(vs)), path
         return None
 
-    def lookup(self, path: str, query: str, now_line: int) -> RestAnswer | None:
-        """The latest answer for the request recorded at or before ``now_line``."""
+    def lookup(self, path: str, query: str, now_line: int, lead_ns: int = 0) -> RestAnswer | None:
+        """The latest answer for the request recorded at or before ``now_line`` (else the
+        first one, if recorded at most ``lead_ns`` later)."""
         r = self.resolve(path)
         if r is None:
             return None
@@ -141,7 +146,9 @@ class RestTable:
         if not times:
             return None
         i = bisect.bisect_right(times, now_line)
-        return self.answers[key][i - 1] if i else None
+        if i:
+            return self.answers[key][i - 1]
+        return self.answers[key][0] if times[0] - now_line <= lead_ns else None
 
 
 def not_found_body(path: str, why: str) -> str:

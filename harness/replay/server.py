@@ -49,7 +49,7 @@ arrives back on the recorded timeline.
 REST: a plain HTTP GET (no ``Upgrade: websocket``) is answered from the recording's
 ``http`` table (``rest_replay``): the latest recorded answer for the same path and query
 (order-insensitive) received at or before ``now_line()``, the replay's current time on the
-frames' timeline; else 404 with ``{"error":{"code":"not_found",...}}``. The clock is at the
+frames' timeline (or the first answer, when recorded at most ``rest_lead_s`` later); else 404 with ``{"error":{"code":"not_found",...}}``. The clock is at the
 recording's start until the first client, then follows the streams (paced: ``speed`` times
 wall time, never behind the latest frame sent; ``max``: the latest frame sent), so a REST
 poller beside a stream sees the REST view of that moment.
@@ -187,6 +187,7 @@ class ImpersonationServer:
         close_timeout_s: float = 2.0,
         max_fault_log: int = 1_000_000,
         track_sent: bool = False,
+        rest_lead_s: float = 5.0,
     ):
         self.path = os.fspath(recording)
         self.host = host
@@ -224,6 +225,7 @@ class ImpersonationServer:
         self._tasks: set[asyncio.Task] = set()
         self.rest: rest_replay.RestTable = rest_replay.RestTable()
         self.rest_served = 0
+        self.rest_lead_ns = int(rest_lead_s * 1e9)
         self.rest_not_found = 0
         # the replay's current time on the recording's timeline (REST answers follow it)
         self._origin: int | None = None
@@ -470,7 +472,7 @@ class ImpersonationServer:
         path, _, query = request.path.partition("?")
         self._start_clock()
         now = self.now_line()
-        ans = self.rest.lookup(path, query, now)
+        ans = self.rest.lookup(path, query, now, self.rest_lead_ns)
         if ans is None:
             self.rest_not_found += 1
             why = "no recorded REST response at this point of the replay" if self.rest.resolve(path) else "unknown path"

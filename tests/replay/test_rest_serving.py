@@ -84,6 +84,9 @@ def test_table_answers_latest_at_or_before_now(rec):
     assert len(t) == 6 and t.skipped == 1
     p = f"/trade-api/v2/markets/{M1}"
     assert t.lookup(p, "", T0 + 499_999_999) is None
+    # a client asking a little early gets the first answer (lead), not much earlier
+    assert json.loads(t.lookup(p, "", T0, lead_ns=500_000_000).body)["market"]["yes_bid_dollars"] == "0.47"
+    assert t.lookup(p, "", T0 - 1, lead_ns=500_000_000) is None
     assert json.loads(t.lookup(p, "", T0 + 500_000_000).body)["market"]["yes_bid_dollars"] == "0.47"
     assert json.loads(t.lookup(p, "", T0 + 1_499_999_999).body)["market"]["yes_bid_dollars"] == "0.47"
     assert json.loads(t.lookup(p, "", T0 + 10**12).body)["market"]["yes_bid_dollars"] == "0.52"
@@ -96,7 +99,7 @@ def test_table_answers_latest_at_or_before_now(rec):
 
 
 async def test_rest_follows_the_stream(rec, key):
-    async with ImpersonationServer(rec, speed=None) as srv:
+    async with ImpersonationServer(rec, speed=None, rest_lead_s=0) as srv:
         # before any stream the replay is at the recording's start: discovery is there,
         # the market's first answer (0.5 s in) is not yet
         st, body, ctype = await get(srv, "/trade-api/v2/markets?status=open&limit=1000&series_ticker=KXBTC15M")
@@ -139,6 +142,12 @@ async def test_paced_rest_never_behind_the_frames_sent(rec, key):
         assert last["type"] == "orderbook_delta" and last["msg"]["ts_ms"] >= 1786000000000 + 11  # >= 0.6 s in
         st, body, _ = await get(srv, f"/trade-api/v2/markets/{M1}")
         assert st == 200 and json.loads(body)["market"]["yes_bid_dollars"] in ("0.47", "0.52")
+
+
+async def test_early_request_gets_the_first_answer_within_the_lead(rec):
+    async with ImpersonationServer(rec, speed=None) as srv:  # default lead 5 s
+        st, body, _ = await get(srv, f"/trade-api/v2/markets/{M1}")
+        assert st == 200 and json.loads(body)["market"]["yes_bid_dollars"] == "0.47"
 
 
 async def test_recorder_discovers_markets_against_the_server(rec):
