@@ -129,8 +129,11 @@ async def capture(source: str, out: str, summary, *, speed: float, seed: int, se
             # --rest-poll is in simulated seconds (the recorder's clock is the fast one);
             # the polls of every venue share one loopback host, whose limit is raised to match
             rest_poll_s=rest_poll, rest_rates={host: 50.0 * speed} if rest_poll else {},
+            # close_grace 60 s: a closed market stays subscribed until its ``determined``
+            # lifecycle message arrives (the rollover drops it then); the default 5 s
+            # would drop it before a determination that comes later than that
             kalshi=KalshiConfig(series=sorted({m["ticker"].split("-")[0] for m in summary.markets}),
-                                rest_url=rest_base + "/trade-api/v2"),
+                                rest_url=rest_base + "/trade-api/v2", close_grace_s=60.0),
             backoff=BackoffConfig(base=0.02, cap=0.1, reset_after=5.0, auth_failures_max=3, seed=seed), status=False)
         writer = RecordingWriter(out, mode="simulate", classify=venues.classify,
                                  config={"simulate": {"seed": seed, "speed": speed, "faults": server_faults}, **cfg.to_json()},

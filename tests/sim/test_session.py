@@ -68,6 +68,8 @@ def test_capture_is_a_simulate_session_recorded_through_the_wire(runs):
     bodies = [b for (b,) in q(a, "SELECT response_body FROM http WHERE url LIKE '%/markets/KXBTC15M-26NOV250045-45' "
                                  "ORDER BY t_recv_ns")]
     assert '"expiration_value"' in bodies[-1] and '"expiration_value"' not in bodies[0]
+    # the close's determination went through the recorder (the market stays subscribed until then)
+    assert q(a, "SELECT count(*) FROM frames WHERE type = 'market_lifecycle_v2' AND payload LIKE '%\"determined\"%'")[0][0] == 1
     # --rest-poll 5: the exchanges' tickers about every 5 simulated seconds
     polls = [t for (t,) in q(a, "SELECT t_recv_ns FROM http WHERE url LIKE '%/products/BTC-USD/ticker' ORDER BY t_recv_ns")]
     assert 8 <= len(polls) <= 14
