@@ -3,6 +3,17 @@
 Baseline: a bare ``orjson.loads`` of the same frames in the same run (the least any
 decoder must do). Real data comes from ../shared/realdata/cryptofeed; absent, the bench
 says so and measures nothing.
+
+Small update frames are measured two ways:
+- in recording order (the target row): fresh sessions are fed the whole recording and
+  only the runs of small update frames are timed, so books, sequence numbers and Kraken
+  checksums are consistent, as in a live feed (the price caches are warm after the first
+  pass). Each run's timer calls are included, so this errs on the slow side.
+- replayed on the final books (the error path): the same frames fed again after the
+  whole recording. Nearly every frame is then a checksum or sequence finding and books
+  are crossed much of the time; this was the only measurement before and is kept to
+  show the error path costs about the same.
+Every number is the best of several passes (the machine is shared).
 """
 
 from __future__ import annotations
@@ -21,6 +32,7 @@ from harness.store.importers import import_files
 
 REAL = Path(__file__).resolve().parents[2] / "shared" / "realdata" / "cryptofeed"
 NOTES: list[str] = []
+PASSES = 5
 
 
 def _frames(path: Path, d: str) -> list[tuple[str, int, str]]:
@@ -42,6 +54,43 @@ def _feed_all(frames) -> float:
     return time.perf_counter() - t
 
 
+def _in_order(frames, small_ids: set[int]) -> float:
+    """Best time over PASSES of classify+feed of the small frames, fed in recording order
+    to fresh sessions (the other frames fed untimed)."""
+    runs: list[tuple[bool, list]] = []
+    for f in frames:
+        small = id(f) in small_ids
+        if not runs or runs[-1][0] != small:
+            runs.append((small, []))
+        runs[-1][1].append(f)
+    conns = {conn: vname for vname, conn, _ in frames}
+    best = float("inf")
+    for _ in range(PASSES):
+        sessions = {conn: venues.get(vname).new_session() for conn, vname in conns.items()}
+        el = 0.0
+        for small, chunk in runs:
+            if small:
+                v = venues.get(chunk[0][0])
+                t = time.perf_counter()
+                for _venue, conn, payload in chunk:
+                    v.classify(payload)
+                    sessions[conn].feed(payload)
+                el += time.perf_counter() - t
+            else:
+                for _venue, conn, payload in chunk:
+                    sessions[conn].feed(payload)
+        best = min(best, el)
+    return best
+
+
+def _findings(frames) -> int:
+    sessions: dict = {}
+    n = 0
+    for vname, conn, payload in frames:
+        n += len(sessions.setdefault(conn, venues.get(vname).new_session()).feed(payload)[1])
+    return n
+
+
 def run() -> list[Row]:
     rows: list[Row] = []
     if not REAL.exists():
@@ -52,28 +101,38 @@ def run() -> list[Row]:
             frames = _frames(REAL / name, d)
             venue = frames[0][0]
             v = venues.get(venue)
-            small = [f for f in frames if v.classify(f[2]) in small_types and len(f[2]) < 400]
+            small_ids = {id(f) for f in frames if v.classify(f[2]) in small_types and len(f[2]) < 400}
+            small = [f for f in frames if id(f) in small_ids]
             # Whole recording, cold books, as a replay meets it.
             el = min(_feed_all(frames) for _ in range(3))
             raw = min(_time_loads(frames) for _ in range(3))
             rows.append(Row("venues", f"{venue}: classify+decode+apply, whole recording ({len(frames)} frames)",
                             len(frames) / el, "frames/s", len(frames) / raw, "", None, "baseline: orjson.loads only"))
-            # Small update frames on a warmed book: the steady state of a live feed.
+            raw_small = min(_time_loads(small) for _ in range(PASSES))
+            # Small update frames in recording order: the steady state of a live feed.
+            el_small = _in_order(frames, small_ids)
+            r = Row("venues", f"{venue}: small update frames (< 400 B, {len(small)}), in recording order",
+                    len(small) / el_small, "frames/s", len(small) / raw_small, ">= 200k frames/s", None,
+                    f"steady state: {_findings(frames)} findings over the whole recording")
+            r.ok = r.value >= 200_000
+            rows.append(r)
+            # The same frames replayed on the final books: the error path.
             sessions = {}
             for vname, conn, payload in frames:  # warm: build books from the whole recording once
                 sessions.setdefault(conn, venues.get(vname).new_session()).feed(payload)
-            t = time.perf_counter()
-            reps = 3
-            for _ in range(reps):
+            replay_findings = 0
+            for _venue, conn, payload in small:
+                replay_findings += len(sessions[conn].feed(payload)[1])
+            best = float("inf")
+            for _ in range(PASSES):
+                t = time.perf_counter()
                 for _venue, conn, payload in small:
                     v.classify(payload)
                     sessions[conn].feed(payload)
-            el_small = (time.perf_counter() - t) / reps
-            raw_small = _time_loads(small)
-            r = Row("venues", f"{venue}: small update frames (< 400 B, {len(small)}), warm books",
-                    len(small) / el_small, "frames/s", len(small) / raw_small, ">= 200k frames/s")
-            r.ok = r.value >= 200_000
-            rows.append(r)
+                best = min(best, time.perf_counter() - t)
+            rows.append(Row("venues", f"{venue}: the same frames replayed on the final books", len(small) / best,
+                            "frames/s", len(small) / raw_small, "", None,
+                            f"error path: {replay_findings} findings in {len(small)} frames"))
             if venue == "kraken":
                 from harness.venues import kraken
 
@@ -85,7 +144,7 @@ def run() -> list[Row]:
                 us = (time.perf_counter() - t) / n * 1e6
                 verified = sum(getattr(s, "checksums_verified", 0) for s in sessions.values())
                 rows.append(Row("venues", "Kraken CRC32 checksum per update", us, "us", None, "< 10 us", us < 10,
-                                f"{verified} checksums verified while warming"))
+                                f"{verified} checksums verified while warming; a session reuses the unchanged side"))
     return rows
 
 

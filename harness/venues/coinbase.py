@@ -162,6 +162,11 @@ class CoinbaseVenue(Venue):
     # ------------------------------------------------------------- classify
 
     def classify(self, payload: str | bytes) -> str | None:
+        if type(payload) is str and payload.startswith(_L2_PREFIX):
+            # the bulk of a feed; the general scan below with the channel name known
+            ev = payload.find('"events":[{"type":"', 19, 139)
+            if ev > 0:
+                return "l2_data/" + payload[ev + 19 : payload.find('"', ev + 19)]
         try:
             s = as_text(payload)
         except Exception:  # noqa: BLE001 - classify never raises
@@ -491,8 +496,26 @@ class CoinbaseSession(BookSession):
                 b = self.book(m.instrument)
             if m.snapshot:
                 b.apply_snapshot(m.levels, m.venue_ts_ns)
-            else:
-                b.apply_levels(m.levels, m.venue_ts_ns)
+            else:  # L2Book.apply_levels, inline
+                bd, bp, ad, ap = b._bd, b._bp, b._ad, b._ap
+                for lv in m.levels:
+                    p = lv.price
+                    if lv.side == "bid":
+                        d, sl = bd, bp
+                    else:
+                        d, sl = ad, ap
+                    q = lv.qty
+                    if q:
+                        if p not in d:
+                            sl.add(p)
+                        d[p] = [q, lv.price_text, lv.qty_text, None]
+                    elif p in d:
+                        del d[p]
+                        sl.remove(p)
+                b.updates += 1
+                b.version += 1
+                if m.venue_ts_ns is not None:
+                    b.last_update_ns = m.venue_ts_ns
             if not touched or touched[-1] is not b:
                 touched.append(b)
         for b in touched:

@@ -647,8 +647,9 @@ class KrakenSession(BookSession):
 
     def feed(self, payload, frame_id: int | None = None):
         # The hot path first: a v1 one-sided book update, decoded by _V1Update (types
-        # checked in C) into the same BookMessage ``decode`` builds, applied the same way.
-        # A frame that does not fit leaves here having changed nothing.
+        # checked in C) into the same BookMessage ``decode`` builds. A frame that does not
+        # fit goes to ``_decode`` having changed nothing.
+        msgs = None
         t = type(payload)
         if (t is str and payload[:1] == "[") or (t is bytes and payload[:1] == b"["):
             try:
@@ -687,17 +688,16 @@ class KrakenSession(BookSession):
                             tn = decimal_seconds_ns(NAME, tt)
                         if tn > ts:
                             ts = tn
-                    m = BookMessage(
-                        type="book/update", venue_ts_ns=ts or None, instrument=sym, snapshot=False, levels=levels,
-                        checksum=int(c),
-                    )
-                    self.frames += 1
-                    findings: list = []
-                    self._apply_book(m, depth, frame_id, findings)
-                    return [m], findings
-        msgs, depth = self.venue._decode(payload)
+                    msgs = [
+                        BookMessage(
+                            type="book/update", venue_ts_ns=ts or None, instrument=sym, snapshot=False,
+                            levels=levels, checksum=int(c),
+                        )
+                    ]
+        if msgs is None:
+            msgs, depth = self.venue._decode(payload)
         self.frames += 1
-        findings = []
+        findings: list = []
         for m in msgs:
             cls = m.__class__
             if cls is BookMessage:

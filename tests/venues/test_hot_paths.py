@@ -280,6 +280,19 @@ def test_coinbase_hot_path_equals_general_path_with_gaps_and_repeats(coinbase_fr
     assert hot.seq_at.counts.get("gap") and hot.seq_at.counts.get("duplicate")
 
 
+@pytest.mark.realdata
+def test_coinbase_classify_fast_path_equals_the_general_scan(coinbase_frames):
+    for t in coinbase_frames:  # bytes skip the fast path
+        assert CB.classify(t) == CB.classify(t.encode())
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.text(alphabet='[]{}",:acdeimnpstuvy_/ 1', max_size=60), st.integers(0, 130))
+def test_coinbase_classify_fast_path_equals_the_general_scan_on_odd_text(body, pad):
+    t = coinbase._L2_PREFIX + "," + " " * pad + body
+    assert CB.classify(t) == CB.classify(t.encode())
+
+
 @settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(data=st.data())
 def test_coinbase_hot_path_equals_general_path_on_mutated_frames(coinbase_frames, data):
