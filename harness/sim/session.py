@@ -196,16 +196,22 @@ def simulate(out: str, *, minutes: float = 20.0, seed: int = 0, rate_scale: floa
         for p in (part, part + ".lock", part + "-wal", part + "-shm"):
             if os.path.exists(p):
                 os.unlink(p)
-        t0 = time.monotonic()
-        res.server, res.faults, wmm = asyncio.run(
-            capture(src, part, summary, speed=speed, seed=seed, server_faults=server_faults, rest_poll=rest_poll,
-                    progress=progress))
-        res.capture_s = time.monotonic() - t0
-        t0 = time.monotonic()
-        st = remap(part, summary.index, speed=speed, wall_minus_mono=wmm)
-        res.remap_s = time.monotonic() - t0
-        res.frames, res.matched = st["frames"], st["matched"]
-        os.replace(part, out_path)
+        try:
+            t0 = time.monotonic()
+            res.server, res.faults, wmm = asyncio.run(
+                capture(src, part, summary, speed=speed, seed=seed, server_faults=server_faults, rest_poll=rest_poll,
+                        progress=progress))
+            res.capture_s = time.monotonic() - t0
+            t0 = time.monotonic()
+            st = remap(part, summary.index, speed=speed, wall_minus_mono=wmm)
+            res.remap_s = time.monotonic() - t0
+            res.frames, res.matched = st["frames"], st["matched"]
+            os.replace(part, out_path)
+        except BaseException:  # interrupted or failed: leave no half-made file behind
+            for p in (part, part + ".lock", part + "-wal", part + "-shm"):
+                if os.path.exists(p):
+                    os.unlink(p)
+            raise
         return res
     finally:
         shutil.rmtree(tmpdir, ignore_errors=True)
