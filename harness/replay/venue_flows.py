@@ -289,7 +289,9 @@ class KalshiFlow:
         msg = {}
         if not p.skip_ticker_ack:
             msg["market_tickers"] = sorted(sub.markets if sub.markets is not None else self.track.markets)
-        obj = {"id": cmd.id, "sid": sid, "seq": sub.next_seq(), "type": "ok", "msg": msg}
+        # no seq: the spec makes it optional, and the harness's live handler does not count
+        # one there (a seq on ``ok`` made the next data frame look like a gap)
+        obj = {"id": cmd.id, "sid": sid, "type": "ok", "msg": msg}
         if not cmd.id:
             del obj["id"]
         out = [_dumps(obj)]

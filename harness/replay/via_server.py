@@ -74,6 +74,8 @@ def recorded_subscriptions(rec, venues: list[str]) -> tuple[dict[str, dict], lis
                 if cmd.cmd == "subscribe":
                     channels += [c for c in cmd.params.channels if c not in channels]
                     markets += [t for t in cmd.tickers if t not in markets]
+                elif cmd.cmd == "update_subscription" and cmd.params.action == "add_markets":
+                    markets += [t for t in cmd.tickers if t not in markets]  # rollover: asked for from the start
             if not channels:  # imported recordings carry no commands: what was received
                 types = {t if t is not None else mod.classify(p) for t, p in rec.db.execute(
                     f"SELECT type, payload FROM frames WHERE dir = 'in' AND opcode = 'text' AND conn_id IN ({q}) LIMIT 5000", ids)}

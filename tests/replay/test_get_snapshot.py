@@ -73,13 +73,13 @@ async def test_get_snapshot_equals_the_book_of_the_frames_sent(tmp_path):
                 pass
     assert snapshot is not None, "no snapshot after get_snapshot"
     ok = [f for f in frames if f["type"] == "ok"]
-    assert len(ok) == 1 and ok[0]["id"] == 2 and ok[0]["seq"] + 1 == snapshot["seq"]
+    assert len(ok) == 1 and ok[0]["id"] == 2 and "seq" not in ok[0]
     assert snapshot["sid"] == sid and snapshot["msg"]["market_id"] == "x"
     # the stream before the snapshot moved the book past the recorded snapshot
     assert mine_then[M1]["yes"] != {Decimal("0.48"): Decimal("10")}
     assert levels(snapshot["msg"].get("yes_dollars_fp")) == mine_then[M1]["yes"]
     assert levels(snapshot["msg"].get("no_dollars_fp")) == mine_then[M1]["no"]
-    # one seq sequence for the sid across deltas, ok and the snapshot
+    # one seq sequence for the sid across deltas and the snapshot
     assert seqs == list(range(1, len(seqs) + 1))
     # and the stream went on after it
     assert frames[-1] is not snapshot
@@ -128,6 +128,8 @@ async def test_recorder_resyncs_after_a_seq_gap(tmp_path):
     try:
         first = db.execute("SELECT min(id) FROM connections").fetchone()[0]
         rows = db.execute("SELECT dir, payload FROM frames WHERE conn_id = ? AND opcode = 'text' ORDER BY id", (first,)).fetchall()
+        gaps = db.execute("SELECT detail FROM events WHERE conn_id = ? AND kind = 'finding' AND detail LIKE '%kalshi_seq_gap%'",
+                          (first,)).fetchall()
     finally:
         db.close()
     asks = [json.loads(p) for d, p in rows if d == "out" and '"get_snapshot"' in p]
@@ -143,3 +145,6 @@ async def test_recorder_resyncs_after_a_seq_gap(tmp_path):
     snap = inbound[i]["msg"]
     assert levels(snap.get("yes_dollars_fp")) == mine.books[ticker]["yes"]
     assert levels(snap.get("no_dollars_fp")) == mine.books[ticker]["no"]
+    # the snapshot continues the sid's seq: the recorder saw the one injected gap only
+    assert inbound[i]["seq"] == max(f["seq"] for f in inbound[:i] if "seq" in f) + 1
+    assert len(gaps) == 1
