@@ -3,9 +3,9 @@
 Converting a deep book's Decimal levels to float is the pipeline's most expensive step
 (~0.25 us a level; Coinbase BTC-USD holds ~19,000 bids and ~27,000 asks, ~3,300 a side
 within the 5% band the dynamic cap samples), and a busy book changes between every two
-200 ms ticks, but only in a few dozen levels. ``Ladder`` keeps every level of both sides
-as sorted float64 arrays and, at a tick, re-reads only the prices the venue messages
-since the previous tick touched (``book.level(side, price)``: the book stays the truth,
+200 ms ticks, but only in a few dozen levels. ``Ladder`` keeps the levels of both sides as
+sorted float64 arrays and, at a tick, re-reads only the prices the venue messages since
+the previous tick touched (``book.level(side, price)``: the book stays the truth,
 the messages only say where to look).
 
 It falls back to converting the whole book (``rebuilds``) whenever it cannot prove the
@@ -35,12 +35,10 @@ from __future__ import annotations
 
 import math
 from itertools import chain, islice
-from operator import attrgetter
 from typing import Any
 
 import numpy as np
 
-_PRICE = attrgetter("price")
 _EMPTY = np.empty(0)
 # more distinct prices than this since the last tick: converting the book is about as cheap
 PATCH_LIMIT = 5000
