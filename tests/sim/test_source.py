@@ -108,3 +108,16 @@ def test_same_seed_same_frames_other_seed_other_frames(source, tmp_path):
     write_source(str(other), start_ns=START, minutes=0.2, seed=4)
     c = {r[5] for r in rows(other, "f.dir = 'in'")}
     assert len(c & {r[3] for r in a}) < len(c) / 2
+
+
+def test_rate_scale_multiplies_message_rates(tmp_path):
+    def n(scale):
+        p = tmp_path / f"s{scale}.db"
+        write_source(str(p), start_ns=START, minutes=0.5, seed=5, scale=scale)
+        return dict(sqlite3.connect(p).execute(
+            "SELECT c.venue, count(*) FROM frames f JOIN connections c ON c.id = f.conn_id WHERE f.dir = 'in' GROUP BY 1"))
+
+    one, ten = n(1.0), n(10.0)
+    for v in ("kraken", "bitstamp", "gemini"):
+        assert 6 * one[v] < ten[v] < 14 * one[v], v
+    assert ten["kalshi"] > 3 * one["kalshi"]
