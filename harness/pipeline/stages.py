@@ -30,10 +30,11 @@ the instrument's next snapshot, so a broken book ages out instead of feeding the
 
 **Book conversion** (``L2Book`` Decimal levels -> float arrays in a ``VenueBook``) was the
 expensive step for deep books (~0.25 us a level; Coinbase BTC-USD holds ~46,000 levels).
-Each venue's book has a ``ladder.Ladder``: a float copy of every level, patched at a tick
-from the prices the BookMessages since the previous tick touched, and converted in full
-only when it cannot prove the patch exact (snapshot, a change it was not told about, a
-level count mismatch: see ``ladder.py``). A tick then cuts from it the levels the
+Each venue's book has a ``ladder.Ladder``: a float copy of its levels (a deep side down to
+``max_levels`` + 1,000), patched at a tick from the prices the BookMessages since the
+previous tick touched, and converted again only when it cannot prove the patch exact
+(snapshot, a change it was not told about, a level count mismatch) or a tick needs deeper
+levels than it holds: see ``ladder.py``. A tick then cuts from it the levels the
 calculator can use: within ``band`` of the best price (default = the dynamic-cap band
 ``cap_band``, 5%: the cap's order-size sample is drawn from there; the index itself only
 reaches ~0.5%), at least ``min_levels`` (50 = ``cap_min_levels_per_side``) and at most
