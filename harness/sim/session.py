@@ -144,10 +144,20 @@ async def capture(source: str, out: str, summary, *, speed: float, seed: int, se
         bg = [asyncio.ensure_future(companion.run(stop))]
 
         async def stopper():
+            # Stop a second (simulated) after the end, before the source's tail runs out:
+            # a venue whose stream ends is closed by the server ("end of recording") and
+            # the recorder, doing its job, would reconnect and be served it all again.
+            # Checked every 0.2 simulated seconds (a coarse real-time poll at 20x would
+            # overshoot the tail), and a stream that ended anyway stops everything.
+            tick = min(0.25, 0.2 / speed)
+            n = 0
             while clock.now_ns() < summary.end_ns + NS and not stop.is_set():
-                if progress is not None:
+                if any(c.close_reason == "end of recording" for c in srv.clients):
+                    break
+                n += 1
+                if progress is not None and n % max(1, int(0.25 / tick)) == 0:
                     progress((clock.now_ns() - summary.start_ns) / (summary.end_ns - summary.start_ns))
-                await asyncio.sleep(0.25)
+                await asyncio.sleep(tick)
             stop.set()
 
         bg.append(asyncio.ensure_future(stopper()))

@@ -67,7 +67,7 @@ class _Conn:
 
 
 def write_source(path: str, *, start_ns: int, minutes: float, seed: int, scale: float = 1.0,
-                 faults: SourceFaults | None = None, tail_s: float = 6.0) -> SourceSummary:
+                 faults: SourceFaults | None = None, tail_s: float = 15.0) -> SourceSummary:
     from harness import venues
     from harness.store.writer import RecordingWriter
 
