@@ -557,8 +557,9 @@ class ImpersonationServer:
         flow = new_flow(track)
         if venue == "kalshi":
             flow.books_at = self._kalshi_books
-        else:
-            flow.now_ns = self.now_line
+        else:  # replies are stamped with the recorded time this client's stream has reached
+            origin = self._origin or 0
+            flow.now_ns = lambda: flow.last_t if flow.last_t is not None else origin
         go = asyncio.Event()
         resume_key = (venue, key_id)
         client.resumed_at = self._resume.pop(resume_key, None)
@@ -751,7 +752,7 @@ class ImpersonationServer:
                     if a is None:
                         if speed is None:
                             text = render(h, payload)
-                            flow.last_fid = fid
+                            flow.last_fid, flow.last_t = fid, tw
                             if note is not None:
                                 note(text, t_line, tw)
                             batch.append(text)
@@ -762,7 +763,7 @@ class ImpersonationServer:
                         else:
                             await wait(t_line)
                             text = render(h, payload)
-                            flow.last_fid = fid
+                            flow.last_fid, flow.last_t = fid, tw
                             if note is not None:
                                 note(text, t_line, tw)
                             await send(text)
@@ -819,7 +820,7 @@ class ImpersonationServer:
             await self._send(ws, client, flow.v.request_reconnect_frame())
         if a.drop:
             render = flow.render(h, payload)
-            flow.last_fid = fid  # the recorded book moved on even if this client missed it
+            flow.last_fid, flow.last_t = fid, tw  # the recorded book moved on even if this client missed it
             rec("drop", **({"seq": sub.seq} if sub is not None and '"seq"' in render else {}))
             return False
         if a.delay_ns and not a.hold:
@@ -832,7 +833,7 @@ class ImpersonationServer:
         if a.seqgap:
             gap = 1
         text = flow.render(h, payload, gap)
-        flow.last_fid = fid
+        flow.last_fid, flow.last_t = fid, tw
         if a.seqgap:
             rec("seqgap", **({"seq": sub.seq} if sub is not None else {}))
         if a.corrupt and isinstance(text, str):

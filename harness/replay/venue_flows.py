@@ -191,6 +191,7 @@ class KalshiFlow:
         self.errors = 0
         self._head: tuple = (None, None)
         self.last_fid: int | None = None  # the last recorded frame streamed (set by the server)
+        self.last_t: int | None = None
         # (tickers, upto_fid) -> {ticker: (KalshiBook, market_id)}: the recorded books at a
         # point of the stream; set by the server, answers get_snapshot
         self.books_at = None
@@ -521,8 +522,11 @@ class ExchangeFlow:
         self.started = False
         self.seq = -1  # Coinbase AT sequence_num, from 0 per connection
         # timestamps in replies (Coinbase acks, Kraken acks and pongs); the server sets the
-        # replay's current time so replies agree with the recorded frames around them
+        # recorded time the client's stream has reached, so replies agree with the frames
+        # around them
         self.now_ns = time.time_ns
+        self.last_fid: int | None = None
+        self.last_t: int | None = None  # recorded wall time of the last frame streamed
         self.commands = 0
         self.errors = 0
 
