@@ -33,9 +33,18 @@ Routing of recorded frames
   Heartbeats are always streamed; recorded acks/status frames never are. Frames that
   cannot be routed by channel (unknown shapes) go to every client that has subscribed.
 
+Kalshi ``update_subscription``: ``ok`` with the sid and the full market list, without a
+seq (optional in the spec; the live recorder does not count one there). ``get_snapshot``
+adds one ``orderbook_snapshot`` per market (``snapshot_frame``) of the recorded book after
+the last frame streamed (``kalshi_books``; the server supplies ``books_at``), each with
+the sid's next seq.
+
+Reply timestamps (Coinbase and Kraken acks, Kraken pongs) come from ``now_ns``, which the
+server sets to the recorded time the client's stream has reached.
+
 Adapters written here (missing from the venue modules): Kalshi replies (subscribed, ok,
-unsubscribed, error, list), the per-venue error replies, Coinbase acks via
-``subscriptions_frame``, topic extraction for routing.
+unsubscribed, error, list, snapshots), the per-venue error replies, Coinbase acks via
+``subscriptions_frame``, topic and instrument extraction for routing.
 """
 
 from __future__ import annotations
