@@ -30,6 +30,11 @@ Sequencing (``new_session()``)
   ``snapshot`` and ``l2update`` carry no sequence at all (checked on the 2021 recording):
   gaps in the level2 stream cannot be detected from the stream itself.
 
+Speed: ``l2_data`` frames as sent (``{"channel":"l2_data",...``) take a hot path in
+``classify`` and in the session (the in-order ``sequence_num`` and the book updates
+inline); the decode and every rule are the same as the general path's, which bytes
+payloads and everything else take (tests/venues/test_hot_paths.py compares the two).
+
 Trade side: both feeds send the maker's side; ``TradeMessage.side`` is the taker side
 (inverted): a ``SELL`` print at the best ask was a taker buy.
 """

@@ -21,8 +21,16 @@ descending, each level's price text then qty text with ``.`` removed and leading
 stripped. The session applies all levels of a message (qty 0 deletes), truncates the book
 to the subscribed depth (v1: from ``book-N`` in every message; v2: from the subscribe
 ack, default 10), then compares with ``c`` (v1) / ``checksum`` (v2); a mismatch is a
-``checksum`` finding. v1 snapshots carry no checksum; v2 snapshots do. The per-level
-stripped fragment is cached in the book entry, so only changed levels are re-stripped.
+``checksum`` finding. v1 snapshots carry no checksum; v2 snapshots do.
+
+Speed (the session runs this on every update of a live feed): the common v1 update
+(one side, a ``c``, plain strings) is decoded by a strict msgspec shape (``_V1Update``)
+into the same ``BookMessage`` ``decode`` builds; anything else takes the general path.
+The session keeps, per book, the stripped text of each level and the CRC of the ask text
+and the bid text with the 10th price bounding each; a message drops a side only when it
+changes a level at or better than that price (most updates touch one side), and
+everything is dropped when the book's ``version`` shows a change made elsewhere.
+tests/venues/test_hot_paths.py holds it equal to the typed path and ``checksum()``.
 """
 
 from __future__ import annotations
@@ -227,8 +235,8 @@ class _V1Update(msgspec.Struct, forbid_unknown_fields=True):
 
 _V1_UPDATE = msgspec.json.Decoder(tuple[int, _V1Update, str, str])
 
-_DEPTH_OF: dict[str, int | None] = {}
-_UNSEEN = object()  # v1 channel name -> depth ("book-1000" -> 1000)
+_DEPTH_OF: dict[str, int | None] = {}  # v1 channel name -> depth ("book-1000" -> 1000)
+_UNSEEN = object()
 
 
 def _v1_depth(cname: str) -> int | None:
