@@ -71,6 +71,7 @@ published once-a-second values for the Kalshi 60-second average.
 
 from __future__ import annotations
 
+import bisect
 import dataclasses
 import math
 from collections import deque
@@ -666,7 +667,10 @@ class IndexSeries:
         """Published values with end_ns - length < ts <= end_ns."""
         length = self.params.settlement_window_ns if length_ns is None else length_ns
         start = end_ns - length
-        return [(t, v) for t, v in self.published if start < t <= end_ns]
+        pub = self.published  # times strictly increase: bisect instead of a scan per market per tick
+        i = bisect.bisect_right(pub, start, key=_P0)
+        j = bisect.bisect_right(pub, end_ns, key=_P0)
+        return [pub[k] for k in range(i, j)]
 
     def average(self, end_ns: int, length_ns: int | None = None) -> tuple[float | None, int]:
         """Simple average of the published values in (end_ns - 60 s, end_ns] and their count."""

@@ -78,13 +78,46 @@ def remaining_taus(now_ns: int, close_ns: int, known_through_ns: int | None = No
     """Seconds from now to each settlement sample not yet known."""
     p = params or FairValueParams()
     n = p.window_ns // p.sample_interval_ns
+    step = p.sample_interval_ns
     kt = now_ns if known_through_ns is None else known_through_ns
-    out = []
-    for i in range(1, n + 1):
-        t = close_ns - (n - i) * p.sample_interval_ns
-        if t > kt:
-            out.append(max(0, t - now_ns) / 1e9)
-    return out
+    # sample i (1..n) is at close - (n - i) * step; the unknown ones are those after kt
+    first = close_ns - (n - 1) * step
+    i0 = 1 if kt < first else max(1, min(n + 1, (kt - first) // step + 2))
+    return [max(0, first + (i - 1) * step - now_ns) / 1e9 for i in range(i0, n + 1)]
+
+
+def remaining_effective_time(now_ns: int, close_ns: int, known_through_ns: int | None = None,
+                             params: FairValueParams | None = None) -> tuple[float, int]:
+    """``(effective_time(taus), len(taus))`` for ``taus = remaining_taus(...)`` in closed form.
+
+    The samples are evenly spaced, so the weighted sum of ``effective_time`` reduces to
+    sums of j and j^2 (the per-tick, per-market list was the pipeline's hottest loop).
+    Samples already due (tau clamped to 0) add nothing. Equal to the list version to
+    float rounding (tests/pipeline/test_fair_value.py)."""
+    p = params or FairValueParams()
+    n = p.window_ns // p.sample_interval_ns
+    step = p.sample_interval_ns
+    kt = now_ns if known_through_ns is None else known_through_ns
+    first = close_ns - (n - 1) * step
+    i0 = 1 if kt < first else max(1, min(n + 1, (kt - first) // step + 2))
+    m = n - i0 + 1
+    if m <= 0:
+        return 0.0, 0
+    a = first + (i0 - 1) * step - now_ns  # ns to the first unknown sample; sample j at a + j*step
+    k = 0 if a > 0 else min(m, (-a) // step + 1)  # leading samples already due: tau 0
+    if k >= m:
+        return 0.0, m
+
+    def s1(x: int) -> int:  # sum of j for j < x
+        return x * (x - 1) // 2
+
+    def s2(x: int) -> int:  # sum of j^2 for j < x
+        return (x - 1) * x * (2 * x - 1) // 6
+
+    c = 2 * m - 1  # weight of sample j is c - 2j
+    S0, S1, S2 = m - k, s1(m) - s1(k), s2(m) - s2(k)
+    total_ns = a * (c * S0 - 2 * S1) + step * (c * S1 - 2 * S2)  # exact integer arithmetic
+    return total_ns / 1e9 / (m * m), m
 
 
 @dataclass(frozen=True, slots=True)
@@ -108,9 +141,7 @@ class FairValueModel:
                  strike_type: str, floor_strike: float | None = None,
                  cap_strike: float | None = None, known_sum: float = 0.0, known_count: int = 0,
                  known_through_ns: int | None = None) -> FairValue:
-        taus = remaining_taus(now_ns, close_ns, known_through_ns, self.params)
-        m = len(taus)
-        t_eff = effective_time(taus)
+        t_eff, m = remaining_effective_time(now_ns, close_ns, known_through_ns, self.params)
         var = sigma * sigma * t_eff
         mu = -0.5 * var if self.params.martingale_drift else 0.0
         k = known_count

@@ -5,6 +5,8 @@ from __future__ import annotations
 import math
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from harness.pipeline.config import FairValueParams, VolParams
 from harness.pipeline.fair_value import (
@@ -14,6 +16,7 @@ from harness.pipeline.fair_value import (
     effective_time,
     fair_value,
     norm_cdf,
+    remaining_effective_time,
     remaining_taus,
 )
 
@@ -36,6 +39,17 @@ def test_effective_time_formula():
     assert len(taus) == 60 and taus[0] == 541.0 and taus[-1] == 600.0
     assert effective_time(taus) == pytest.approx(540 + 60 / 3, abs=1.0)
     assert effective_time([]) == 0.0
+
+
+@given(ahead_ms=st.integers(-120_000, 3_600_000), known_ms=st.one_of(st.none(), st.integers(-120_000, 120_000)),
+       sub_ns=st.integers(0, S - 1))
+def test_closed_form_effective_time_equals_the_sample_list(ahead_ms, known_ms, sub_ns):
+    now = CLOSE - ahead_ms * 1_000_000 + sub_ns
+    kt = None if known_ms is None else now + known_ms * 1_000_000
+    taus = remaining_taus(now, CLOSE, kt)
+    t_eff, m = remaining_effective_time(now, CLOSE, kt)
+    assert m == len(taus)
+    assert t_eff == pytest.approx(effective_time(taus), rel=1e-12, abs=1e-9)
 
 
 def test_limits_far_from_window():
