@@ -47,3 +47,6 @@ def command(recording: str, fmt: str, output: str, venues: tuple[str, ...], dire
         else:
             n = export_jsonl_file(rec, output, f)
             click.echo(f"wrote {output}: {n} frames", err=True)
+        if rec.bad_rows:
+            click.echo(f"warning: skipped {len(rec.bad_rows)} damaged rows whose time is not an integer "
+                       f"(frame ids {', '.join(map(str, rec.bad_rows[:10]))})", err=True)

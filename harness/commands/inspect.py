@@ -110,7 +110,7 @@ def _render(f: dict) -> None:
     for c in ("venue", "dir", "type", "frames", "bytes"):
         t.add_column(c, justify="right" if c in ("frames", "bytes") else "left")
     for x in f["types"]:
-        t.add_row(x["venue"], x["dir"], x["type"] or "(unclassified)", f"{x['frames']:,}", f"{x['bytes']:,}")
+        t.add_row(str(x["venue"]), str(x["dir"]), str(x["type"] or "(unclassified)"), f"{x['frames']:,}", f"{x['bytes']:,}")
     if f["types"]:
         con.print(t)
 

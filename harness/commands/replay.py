@@ -103,7 +103,7 @@ def command(recording, speed, precise, venue, type_, dir_, t_from, t_to, as_json
     summary["recording"] = recording
     summary["first_frame"] = fmt_ns(stats.first_t_ns)
     summary["by_type"] = [
-        {"venue": v, "dir": d, "type": t, "frames": n} for (v, d, t), n in sorted(counter.by_type.items(), key=lambda kv: (kv[0][0], kv[0][1], str(kv[0][2])))
+        {"venue": v, "dir": d, "type": t, "frames": n} for (v, d, t), n in sorted(counter.by_type.items(), key=lambda kv: (str(kv[0][0]), str(kv[0][1]), str(kv[0][2])))
     ]
     if pipe is not None:
         pipe.finish()

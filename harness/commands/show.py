@@ -11,7 +11,12 @@ import click
 from harness.errors import RecordingError
 from harness.store.reader import Recording
 
-_COLS = "id, session_id, conn_id, dir, t_wall_ns, t_mono_ns, opcode, payload, type, size"
+# Typed in SQL so a damaged row (hand-edited or foreign file) still displays.
+_COLS = ("id, session_id, conn_id, iif(typeof(dir) = 'text', dir, '?'),"
+         " iif(typeof(t_wall_ns) = 'integer', t_wall_ns, 0), iif(typeof(t_mono_ns) = 'integer', t_mono_ns, 0),"
+         " iif(typeof(opcode) = 'text', opcode, '?'),"
+         " iif(typeof(payload) IN ('integer', 'real'), CAST(payload AS TEXT), payload),"
+         " iif(typeof(type) IN ('text', 'null'), type, CAST(type AS TEXT)), iif(typeof(size) = 'integer', size, 0)")
 
 
 def _dict(rec: Recording, row) -> dict:
@@ -44,6 +49,7 @@ def _payload_text(p) -> tuple[str, bool]:
         return p.hex(" "), False
     if p is None:
         return "", False
+    p = str(p)  # a damaged row's number
     try:
         return json.dumps(json.loads(p), indent=2, ensure_ascii=False), True
     except ValueError:
@@ -107,7 +113,7 @@ def _emit_json(frame: dict, before: list, after: list, limit: int) -> None:
 
 def _one_line(f: dict, width: int = 110) -> str:
     p = f["payload"]
-    text = p.hex(" ") if isinstance(p, bytes) else (p or "")
+    text = p.hex(" ") if isinstance(p, bytes) else ("" if p is None else str(p))  # str(): a damaged row's number
     text = text.replace("\n", "\\n")
     if len(text) > width:
         text = text[:width] + "…"
@@ -146,7 +152,9 @@ def _render(frame: dict, before: list, after: list, limit: int) -> None:
                 t.add_column(c, justify="right" if c in ("id", "Δt ms", "size") else "left", no_wrap=True)
         for f in rows:
             dt = (f["t_mono_ns"] - frame["t_mono_ns"]) / 1e6
-            t.add_row(str(f["id"]), f["dir"], f"{dt:+.3f}", f["type"] or "-", f"{f['size']:,}", escape(_one_line(f, 160)))
+            size = f["size"]
+            t.add_row(str(f["id"]), str(f["dir"]), f"{dt:+.3f}", str(f["type"] or "-"),  # str(): damaged rows
+                      f"{size:,}" if isinstance(size, int) else str(size), escape(_one_line(f, 160)))
         con.print(t)
 
     table(f"{len(before)} before on connection {frame['conn_id']}", before)

@@ -38,6 +38,8 @@ def _line(venue: str, cid: int, d: str, tw: int, opcode: str, payload, url: str 
             payload = b""
         elif isinstance(payload, str):
             payload = payload.encode("utf-8", "surrogatepass")
+        elif not isinstance(payload, bytes):  # a damaged row's number
+            payload = str(payload).encode()
         if opcode != "binary":
             parts += [b',"opcode":', orjson.dumps(opcode)]
         parts += [b',"frame_b64":"', base64.b64encode(payload), b'"']
@@ -55,6 +57,9 @@ def export_jsonl(recording: Recording, out: BinaryIO, filters: Filters | None = 
     buf: list[bytes] = []
     size = 0
     for _fid, _sid, cid, d, tw, _tm, op, payload, _typ in recording.rows(filters):
+        if tw.__class__ is not int:  # a damaged row: no time to write; reported by the command
+            recording.bad_rows.append(_fid)
+            continue
         url = None
         if cid not in seen:
             seen.add(cid)

@@ -67,7 +67,7 @@ def inspect_recording(rec: Recording, *, gap_threshold_s: float = 5.0, max_gaps:
                                                      "first_in": None, "last_in": None, "session": None})
     sess_frames: dict[int, int] = defaultdict(int)
     for sid, cid, d, n, nbytes, first, last in db.execute(
-        "SELECT session_id, conn_id, dir, count(*), coalesce(sum(size), 0),"
+        "SELECT session_id, iif(typeof(conn_id) = 'integer', conn_id, -1), dir, count(*), coalesce(sum(size), 0),"
         # times that are not integers (a damaged recording) are left out of spans and rates
         " min(CASE WHEN typeof(t_wall_ns) = 'integer' THEN t_wall_ns END),"
         " max(CASE WHEN typeof(t_wall_ns) = 'integer' THEN t_wall_ns END)"
@@ -77,8 +77,9 @@ def inspect_recording(rec: Recording, *, gap_threshold_s: float = 5.0, max_gaps:
         c["session"] = sid
         c[d if d in ("in", "out") else "out"] += n
         c["bytes"] += int(nbytes) if isinstance(nbytes, (int, float)) else 0
-        c["first"] = first if c["first"] is None else min(c["first"], first)
-        c["last"] = last if c["last"] is None else max(c["last"], last)
+        if first is not None:  # None: no integer time in the group (a damaged recording)
+            c["first"] = first if c["first"] is None else min(c["first"], first)
+            c["last"] = last if c["last"] is None else max(c["last"], last)
         if d == "in":
             c["first_in"], c["last_in"] = first, last
         sess_frames[sid] += n
@@ -118,7 +119,8 @@ def inspect_recording(rec: Recording, *, gap_threshold_s: float = 5.0, max_gaps:
     # -- sessions ---------------------------------------------------------------------------
     sessions = []
     for sid, started, ended, mode, host, hv, config, source in db.execute(
-        "SELECT id, started_ns, ended_ns, mode, host, harness_version, config, source FROM sessions ORDER BY started_ns, id"
+        "SELECT id, iif(typeof(started_ns) = 'integer', started_ns, NULL), iif(typeof(ended_ns) = 'integer', ended_ns, NULL),"
+        " mode, host, harness_version, config, source FROM sessions ORDER BY started_ns, id"
     ):
         sessions.append({
             "id": sid, "mode": mode, "source": source, "host": host, "harness_version": hv, "config": _json(config),
@@ -169,7 +171,7 @@ def inspect_recording(rec: Recording, *, gap_threshold_s: float = 5.0, max_gaps:
         t[1] += nbytes
     types = [{"venue": v, "dir": d, "type": t, "frames": n, "bytes": b}
              for (v, d, t), (n, b) in tmap.items()]
-    types.sort(key=lambda x: (x["venue"], x["dir"], -x["frames"], x["type"] or ""))
+    types.sort(key=lambda x: (str(x["venue"]), str(x["dir"]), -x["frames"], str(x["type"] or "")))  # str(): damaged rows
 
     # -- gaps: one ordered pass per connection with LAG ------------------------------------------
     thr_ns = int(round(gap_threshold_s * NS))

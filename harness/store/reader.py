@@ -19,7 +19,9 @@ from harness.errors import RecordingError
 from harness.frame import Frame
 from harness.store import schema
 
-_COLS = "id, session_id, conn_id, dir, t_wall_ns, t_mono_ns, opcode, payload, type"
+# conn_id keys dicts and sorts everywhere: a damaged row's NULL or text conn_id reads as -1
+# (an unknown connection). Free in SQLite; other columns are checked where they are used.
+_COLS = "id, session_id, iif(typeof(conn_id) = 'integer', conn_id, -1), dir, t_wall_ns, t_mono_ns, opcode, payload, type"
 
 
 @dataclass
@@ -53,13 +55,86 @@ def open_readonly(path: str | os.PathLike) -> sqlite3.Connection:
     return conn
 
 
+def _damage(e: sqlite3.DatabaseError, path: str) -> BaseException:
+    """A damaged file's error (corrupt page, not a database, I/O error) as a RecordingError;
+    anything else (a bug in a query) unchanged."""
+    name = getattr(e, "sqlite_errorname", None) or ""
+    if name.startswith(("SQLITE_CORRUPT", "SQLITE_NOTADB", "SQLITE_IOERR")) or "malformed" in str(e):
+        return RecordingError(f"{path} is damaged: {e}",
+                              hint=f"frames before the damage may still be readable: sqlite3 {path} '.recover'")
+    return e
+
+
+class GuardedCursor:
+    """A cursor whose damage errors, at execute or while fetching, are RecordingErrors."""
+
+    __slots__ = ("_cur", "_path")
+
+    def __init__(self, cur: sqlite3.Cursor, path: str):
+        object.__setattr__(self, "_cur", cur)
+        object.__setattr__(self, "_path", path)
+
+    def __getattr__(self, name):
+        return getattr(self._cur, name)
+
+    def __setattr__(self, name, value):
+        setattr(self._cur, name, value)
+
+    def __iter__(self):
+        try:
+            yield from self._cur
+        except sqlite3.DatabaseError as e:
+            raise _damage(e, self._path) from None
+
+    def _guard(self, fn, *args):
+        try:
+            return fn(*args)
+        except sqlite3.DatabaseError as e:
+            raise _damage(e, self._path) from None
+
+    def fetchone(self):
+        return self._guard(self._cur.fetchone)
+
+    def fetchmany(self, *size):
+        return self._guard(self._cur.fetchmany, *size)
+
+    def fetchall(self):
+        return self._guard(self._cur.fetchall)
+
+
+class GuardedDB:
+    """The read-only connection handed out as ``Recording.db``: commands run their own
+    queries on it, and a damaged page met anywhere must be a clear error, not a traceback."""
+
+    __slots__ = ("_db", "_path")
+
+    def __init__(self, db: sqlite3.Connection, path: str):
+        self._db = db
+        self._path = path
+
+    def __getattr__(self, name):
+        return getattr(self._db, name)
+
+    def execute(self, sql: str, params=()) -> GuardedCursor:
+        try:
+            return GuardedCursor(self._db.execute(sql, params), self._path)
+        except sqlite3.DatabaseError as e:
+            raise _damage(e, self._path) from None
+
+    def close(self) -> None:
+        self._db.close()
+
+
 class Recording:
     """A recording opened read-only. Use as a context manager or call ``close()``."""
 
     def __init__(self, path: str | os.PathLike):
         self.path = os.fspath(path)
-        self.db = open_readonly(self.path)
-        schema.verify(self.db, self.path)
+        self._raw = open_readonly(self.path)
+        self.bad_rows: list[int] = []  # ids of damaged frame rows a consumer skipped (export)
+        self.bad_meta_rows = 0  # events/http rows left out: their time is damaged
+        self.db = GuardedDB(self._raw, self.path)
+        schema.verify(self._raw, self.path)
         try:
             self.conn_venue: dict[int, str] = dict(self.db.execute("SELECT id, venue FROM connections"))
         except sqlite3.DatabaseError as e:
@@ -75,10 +150,24 @@ class Recording:
         self.close()
 
     # -- metadata --------------------------------------------------------------------------
-    def _dicts(self, sql: str, params: Iterable = ()) -> list[dict]:
+    def _dicts(self, sql: str, params: Iterable = (), placed_by: str | None = None) -> list[dict]:
+        """Rows as dicts. A damaged row's time ('noon', 1.5, a blob) becomes None (unknown)
+        rather than a crash later; a row whose ``placed_by`` time is damaged cannot be put
+        on the timeline at all and is left out (counted in ``bad_meta_rows``)."""
         cur = self.db.execute(sql, tuple(params))
         names = [d[0] for d in cur.description]
-        return [dict(zip(names, row, strict=True)) for row in cur]
+        times = [i for i, n in enumerate(names) if n.endswith("_ns")]
+        key = names.index(placed_by) if placed_by else None
+        out = []
+        for row in cur:
+            if any(row[i] is not None and row[i].__class__ is not int for i in times):
+                if key is not None and row[key].__class__ is not int:
+                    self.bad_meta_rows += 1
+                    continue
+                row = tuple(None if (i in times and v is not None and v.__class__ is not int) else v
+                            for i, v in enumerate(row))
+            out.append(dict(zip(names, row, strict=True)))
+        return out
 
     def sessions(self) -> list[dict]:
         rows = self._dicts("SELECT * FROM sessions ORDER BY started_ns, id")
@@ -96,13 +185,13 @@ class Recording:
     def events(self, kinds: Iterable[str] = ()) -> list[dict]:
         kinds = tuple(kinds)
         where = f" WHERE kind IN ({','.join('?' * len(kinds))})" if kinds else ""
-        rows = self._dicts(f"SELECT * FROM events{where} ORDER BY t_wall_ns, id", kinds)
+        rows = self._dicts(f"SELECT * FROM events{where} ORDER BY t_wall_ns, id", kinds, placed_by="t_wall_ns")
         for r in rows:
             r["detail"] = _json(r.get("detail"))
         return rows
 
     def http(self) -> list[dict]:
-        return self._dicts("SELECT * FROM http ORDER BY t_recv_ns, id")
+        return self._dicts("SELECT * FROM http ORDER BY t_recv_ns, id", placed_by="t_recv_ns")
 
     def venues(self) -> list[str]:
         return sorted(set(self.conn_venue.values()))
@@ -164,18 +253,24 @@ class Recording:
             yield from self._session_rows(f, sids[0])
             return
         streams = [self._keyed(f, sid) for sid in sids]
-        for _, _, r in heapq.merge(*streams):
+        for _, _, _, r in heapq.merge(*streams):
             yield r
 
     def _keyed(self, f: Filters, sid: int) -> Iterator[tuple]:
         off = self.session_offset_ns(sid)
+        key = -(1 << 62)
         for r in self._session_rows(f, sid):
-            yield (r[5] + off, r[4], r)
+            tm, tw = r[5], r[4]
+            # A row with non-numeric times (a damaged recording) keeps its place in its
+            # session: it takes the previous row's key and the consumer reports it.
+            if tm.__class__ is int or tm.__class__ is float:
+                key = tm + off
+            yield (key, tw if tw.__class__ is int else 0, r[0], r)
 
     def _session_rows(self, f: Filters, sid: int) -> Iterator[tuple]:
         where, params = self._where(f, sid)
         try:
-            cur = self.db.execute(f"SELECT {_COLS} FROM frames{where} ORDER BY t_mono_ns, id", params)
+            cur = self._raw.execute(f"SELECT {_COLS} FROM frames{where} ORDER BY t_mono_ns, id", params)
             cur.arraysize = 4096
             while True:
                 batch = cur.fetchmany(4096)
@@ -183,7 +278,11 @@ class Recording:
                     return
                 yield from batch
         except sqlite3.DatabaseError as e:
-            raise RecordingError(f"{self.path}: error reading frames ({e})", hint="the recording is damaged; try `sqlite3 FILE 'PRAGMA integrity_check'`") from None
+            err = _damage(e, self.path)
+            if err is e:
+                raise RecordingError(f"{self.path}: error reading frames ({e})",
+                                     hint="the recording is damaged; try `sqlite3 FILE 'PRAGMA integrity_check'`") from None
+            raise err from None
 
     def frames(self, f: Filters | None = None) -> Iterator[Frame]:
         """``Frame`` objects in receive order."""
