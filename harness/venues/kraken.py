@@ -662,8 +662,8 @@ class KrakenSession(BookSession):
         if (t is str and payload[:1] == "[") or (t is bytes and payload[:1] == b"["):
             try:
                 _cid, part, cname, sym = _V1_UPDATE.decode(payload)
-            except msgspec.DecodeError:
-                part = None
+            except (msgspec.DecodeError, ValueError, UnicodeError, RecursionError):
+                part = None  # the general path reports it (a lone surrogate, bad JSON, ...)
             if part is not None:
                 lvs = part.a
                 side = "ask"

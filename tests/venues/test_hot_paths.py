@@ -300,6 +300,22 @@ def test_coinbase_hot_path_equals_general_path_on_mutated_frames(coinbase_frames
     _coinbase_same(pool[:5] + [data.draw(mutated_frames(pool)) for _ in range(3)])
 
 
+SURROGATES = [
+    "[\ud800",
+    '[1,{"a":[["1.0","2.0","1618678133.1"]],"c":"5"},"book-10","X/\ud800"]',
+    '[1,{"a":[["1.0","2.0","1618678133.1"]],"c":"5"},"book-10","X/Y"]\ud800',
+    '{"channel":"l2_data",\ud800',
+]
+
+
+@pytest.mark.parametrize("payload", SURROGATES)
+def test_hot_paths_report_unencodable_text_as_decode_errors(payload):
+    for venue in (KR, CB):
+        with pytest.raises(DecodeError):
+            venue.new_session().feed(payload)
+        assert venue.classify(payload) is None or isinstance(venue.classify(payload), str)
+
+
 # ------------------------------------------------------------------ L2Book.version
 
 
