@@ -20,7 +20,14 @@ TOML layout (every key optional; unknown keys are an error so typos do not pass 
     channels = ["orderbook_delta", "ticker", "trade", "market_lifecycle_v2"]
     rest_url = "https://external-api.kalshi.com/trade-api/v2"
     rollover_lead = "60s"            # look for the next market this long before a close
-    close_grace = "5s"               # drop a closed market this long after its close
+    close_grace = "5s"               # rediscover this long after a close (and drop the closed
+                                     # market then when market_lifecycle_v2 is not recorded)
+    determined_grace = "120s"        # else keep a closed market until its determined/settled
+                                     # lifecycle message, at most this long after its close
+    settle_fetch = "20s"             # GET /markets/{ticker} this long after each close (the
+                                     # settlement index value); 0 = off
+    settle_retry = "30s"             # again this often while not determined,
+    settle_retries = 5               # at most this many more times
     poll = "60s"                     # rediscover at least this often
 
     [backoff]
@@ -90,7 +97,8 @@ _VENUE_KEYS = {
     "app_ping_interval", "subscribe_delay", "compression", "open_timeout", "max_size",
 }
 _TOP_KEYS = {"output", "duration", "env", "exchanges", "decode", "kalshi", "backoff", "venues", "rest_poll", "rest_rates"}
-_KALSHI_KEYS = {"series", "markets", "channels", "rest_url", "rollover_lead", "close_grace", "poll", "url"}
+_KALSHI_KEYS = {"series", "markets", "channels", "rest_url", "rollover_lead", "close_grace", "poll", "url",
+                "determined_grace", "settle_fetch", "settle_retry", "settle_retries"}
 _BACKOFF_KEYS = {"base", "cap", "reset_after", "auth_failures_max", "seed"}
 
 
@@ -121,6 +129,10 @@ class KalshiConfig:
     rollover_lead_s: float = 60.0
     close_grace_s: float = 5.0
     poll_s: float = 60.0
+    determined_grace_s: float = 120.0  # max hold of a closed market awaiting `determined`
+    settle_fetch_s: float = 20.0  # GET /markets/{ticker} this long after a close (0: off)
+    settle_retry_s: float = 30.0
+    settle_retries: int = 5
 
 
 @dataclass
@@ -222,6 +234,12 @@ def _dur(v, what: str) -> float:
         raise ConfigError(f"bad duration for {what}: {v!r}", hint="use e.g. 30s, 15m, 2h") from None
 
 
+def _count(v, what: str) -> int:
+    if isinstance(v, int) and not isinstance(v, bool) and v >= 0:
+        return v
+    raise ConfigError(f"bad count for {what}: {v!r}", hint="use a whole number >= 0, e.g. 5")
+
+
 def _split(values) -> list[str]:
     out: list[str] = []
     for v in values or ():
@@ -306,6 +324,10 @@ def build_config(
             rollover_lead_s=_dur(kd.get("rollover_lead", 60.0), "kalshi.rollover_lead"),
             close_grace_s=_dur(kd.get("close_grace", 5.0), "kalshi.close_grace"),
             poll_s=_dur(kd.get("poll", 60.0), "kalshi.poll"),
+            determined_grace_s=_dur(kd.get("determined_grace", 120.0), "kalshi.determined_grace"),
+            settle_fetch_s=_dur(kd.get("settle_fetch", 20.0), "kalshi.settle_fetch"),
+            settle_retry_s=_dur(kd.get("settle_retry", 30.0), "kalshi.settle_retry"),
+            settle_retries=_count(kd.get("settle_retries", 5), "kalshi.settle_retries"),
         )
     rest_over = parse_overrides(rest_urls, "--rest-url")
     if kalshi is not None and "kalshi" in rest_over:

@@ -359,16 +359,32 @@ class KrakenHandler(Handler):
 
 
 class BitstampHandler(Handler):
-    """``bts:request_reconnect`` from the server: reconnect (recorded as a gap)."""
+    """``bts:request_reconnect`` from the server: reconnect (recorded as a gap).
+    ``on_subscribed(channel)`` is told of each ``bts:subscription_succeeded`` (the recorder
+    fetches the REST order book a ``diff_order_book`` stream is aligned to)."""
+
+    def __init__(self, cfg: VenueConfig):
+        super().__init__(cfg)
+        self.on_subscribed: Callable[[str], None] | None = None
 
     def fallback_subscribe(self) -> list[str]:
         return [orjson.dumps({"event": "bts:subscribe", "data": {"channel": f"{c}_{i}"}}).decode()
                 for c in self.cfg.channels for i in self.cfg.instruments]
 
     def on_message(self, payload, frame_id):
-        if payload.__class__ is str and "bts:request_reconnect" in payload:
+        if payload.__class__ is not str or "bts:" not in payload:
+            return None  # data frames: one substring scan
+        if "bts:request_reconnect" in payload:
             self.emit("note", {"action": "reconnect", "cause": "bts:request_reconnect", "frame_id": frame_id})
             return [RECONNECT]
+        if "bts:subscription_succeeded" in payload and self.on_subscribed is not None:
+            try:
+                obj = orjson.loads(payload)
+            except orjson.JSONDecodeError:
+                return None
+            ch = obj.get("channel") if obj.__class__ is dict else None
+            if obj.__class__ is dict and obj.get("event") == "bts:subscription_succeeded" and isinstance(ch, str):
+                self.on_subscribed(ch)
         return None
 
 

@@ -1,7 +1,8 @@
 """All venues of one recording: one ``VenueConnection`` task per venue (a venue that fails
-never stops the others), Kalshi market discovery and rollover, REST polling beside the
-stream (``rest_poll_s``, see ``harness.live.rest_poll``), the writer, the duration,
-signals and the live status line.
+never stops the others), Kalshi market discovery and rollover, the REST fetches the
+pipeline needs (Bitstamp order books, Kalshi settlements: ``harness.live.fetch``), REST
+polling beside the stream (``rest_poll_s``, see ``harness.live.rest_poll``), the writer,
+the duration, signals and the live status line.
 
 ``run_record(cfg)`` is the whole of ``harness record`` minus argument parsing.
 Ctrl-C / SIGTERM once: stop reading, close the sockets, flush, close the session row,
@@ -37,6 +38,8 @@ class RecordResult:
     stopped_by: str = ""  # duration | signal | all_failed | stop
     rollover: Rollover | None = None
     rest_poll: object | None = None  # rest_poll.PollStats when polling was on
+    books: object | None = None  # fetch.BookFetcher when Bitstamp was recorded
+    settlements: object | None = None  # fetch.SettlementFetcher when Kalshi was recorded
 
     @property
     def failed(self) -> dict[str, str]:
@@ -79,6 +82,8 @@ class Recorder:
         self.rest: KalshiRest | None = None
         self.rollover: Rollover | None = None
         self.poller = None  # rest_poll.RestPoller when cfg.rest_poll_s
+        self.books = None  # fetch.BookFetcher
+        self.settlements = None  # fetch.SettlementFetcher
         self.stopped_by = ""
         secrets: tuple[str, ...] = ()
         if credentials is not None:
@@ -111,6 +116,20 @@ class Recorder:
 
         return headers
 
+    def _setup_bitstamp(self) -> None:
+        conn = self.conns.get("bitstamp")
+        if conn is None or not hasattr(conn.handler, "on_subscribed"):
+            return
+        from harness.live.fetch import BookFetcher
+        from harness.live.rest_poll import DEFAULT_REST
+
+        def event(kind: str, detail: dict) -> None:
+            self.writer.event(kind, time.time_ns(), time.monotonic_ns(), conn.conn_id, detail)
+
+        rest = KalshiRest(conn.cfg.rest_url or DEFAULT_REST["bitstamp"], self.writer, venue="bitstamp")
+        self.books = BookFetcher(rest, event=event)
+        conn.handler.on_subscribed = self.books.on_ack
+
     async def _setup_kalshi(self) -> None:
         kc = self.cfg.kalshi
         conn = self.conns.get("kalshi")
@@ -118,32 +137,57 @@ class Recorder:
             return
         handler: KalshiHandler = conn.handler  # type: ignore[assignment]
         handler.markets = list(kc.markets)
-        if not kc.series:
-            return
-        self.rest = KalshiRest(kc.rest_url, self.writer, secrets=self.secrets)
-
-        async def apply(markets: list[str]) -> None:
-            for frame in handler.set_markets(markets):
-                await conn.send(frame)
 
         def event(kind: str, detail: dict) -> None:
             self.writer.event(kind, time.time_ns(), time.monotonic_ns(), conn.conn_id, detail)
 
+        if not kc.series and not kc.settle_fetch_s:
+            return
+        self.rest = KalshiRest(kc.rest_url, self.writer, secrets=self.secrets)
+        if kc.settle_fetch_s:
+            from harness.live.fetch import SettlementFetcher
+
+            self.settlements = SettlementFetcher(self.rest, clock=self.clock, fetch_s=kc.settle_fetch_s,
+                                                 retry_s=kc.settle_retry_s, retries=kc.settle_retries, event=event)
+        self._track(handler.markets)
+        if not kc.series:
+            return
+
+        async def apply(markets: list[str]) -> None:
+            self._track(markets)
+            for frame in handler.set_markets(markets):
+                await conn.send(frame)
+
+        # waiting for `determined` only makes sense when the lifecycle channel is recorded
+        lifecycle = "market_lifecycle_v2" in conn.cfg.channels
         self.rollover = Rollover(self.rest, kc.series, kc.markets, apply, clock=self.clock,
-                                 lead_s=kc.rollover_lead_s, grace_s=kc.close_grace_s, poll_s=kc.poll_s, event=event)
+                                 lead_s=kc.rollover_lead_s, grace_s=kc.close_grace_s, poll_s=kc.poll_s, event=event,
+                                 await_determined=lifecycle, determined_grace_s=kc.determined_grace_s)
         handler.on_lifecycle = self.rollover.lifecycle
         await self.rollover.refresh()
         handler.markets = self.rollover.current()
+        self._track(handler.markets)
         self.rollover.history.append((self.clock.now_ns(), "add", list(handler.markets)))
         event("note", {"venue": "kalshi", "action": "discovered", "series": kc.series, "markets": handler.markets})
 
+    def _track(self, markets: list[str]) -> None:
+        """Every market recorded gets its settlement fetched after its close."""
+        if self.settlements is None:
+            return
+        closes = self.rollover.markets if self.rollover is not None else {}
+        for t in markets:
+            self.settlements.track(t, closes.get(t))
+
     async def run(self) -> RecordResult:
         try:
+            self._setup_bitstamp()
             await self._setup_kalshi()
             tasks = {name: asyncio.ensure_future(c.run(self.stop)) for name, c in self.conns.items()}
             extra = []
             if self.rollover is not None:
                 extra.append(asyncio.ensure_future(self.rollover.run(self.stop)))
+            if self.settlements is not None:
+                extra.append(asyncio.ensure_future(self.settlements.run(self.stop)))
             if self.cfg.rest_poll_s:
                 self.poller = self._make_poller()
                 extra.append(asyncio.ensure_future(self.poller.run(self.stop)))
@@ -177,13 +221,18 @@ class Recorder:
                     t.cancel()
             await asyncio.gather(*tasks.values(), *extra, stopper, return_exceptions=True)
         finally:
+            if self.settlements is not None:
+                await self.settlements.close()
+            if self.books is not None:
+                await self.books.close()
             if self.rest is not None:
                 await self.rest.close()
             if self.poller is not None:
                 await self.poller.close()
         return RecordResult(self.cfg.output, {n: c.stats for n, c in self.conns.items()},
                             stopped_by=self.stopped_by or "stop", rollover=self.rollover,
-                            rest_poll=self.poller.stats if self.poller is not None else None)
+                            rest_poll=self.poller.stats if self.poller is not None else None,
+                            books=self.books, settlements=self.settlements)
 
     def _make_poller(self):
         from harness.live.rest_poll import DEFAULT_REST, RestPoller

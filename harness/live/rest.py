@@ -8,10 +8,13 @@ Rollover (``Rollover``): the set of markets recorded is the pinned ``--kalshi-ma
 tickers plus the open markets of each ``--kalshi-series``. ``rollover_lead_s`` before the
 soonest close, the series are rediscovered and new markets are added to the live
 subscriptions (``update_subscription`` ``add_markets``); ``close_grace_s`` after a close
-the closed market is dropped (``delete_markets``) and the series rediscovered again (the
-fallback when the next market was not listed yet). ``market_lifecycle_v2`` messages
-(``determined``/``settled``/``deactivated``/``closed``: drop now; ``created``/``activated``
-of a tracked series: rediscover now) drive it earlier when they arrive. Time comes from an
+the series are rediscovered again (the fallback when the next market was not listed yet).
+A closed market stays subscribed until its ``determined``/``settled`` lifecycle message
+arrives (the result, and Kalshi's last word on the market), or ``determined_grace_s``
+(default 120 s) after its close, whichever is first; then it is dropped
+(``delete_markets``). Without ``await_determined`` (the lifecycle channel is not recorded,
+so no such message can come) it is dropped ``close_grace_s`` after its close.
+``created``/``activated`` lifecycle messages of a tracked series rediscover now. Time comes from an
 injectable clock (``now_ns()``, ``async sleep(seconds)``) so tests run on an accelerated one.
 """
 
@@ -206,6 +209,8 @@ class Rollover:
         grace_s: float = 5.0,
         poll_s: float = 60.0,
         event: Callable[[str, dict], None] | None = None,
+        await_determined: bool = False,
+        determined_grace_s: float = 120.0,
     ):
         self.rest = rest
         self.series = list(series)
@@ -215,6 +220,8 @@ class Rollover:
         self.lead_ns = int(lead_s * _NS)
         self.grace_ns = int(grace_s * _NS)
         self.poll_ns = int(poll_s * _NS)
+        # how long a closed market stays subscribed when no determination arrives
+        self.hold_ns = int(max(grace_s, determined_grace_s) * _NS) if await_determined else self.grace_ns
         self.event = event or (lambda kind, detail: None)
         self.markets: dict[str, int | None] = {}  # series markets: ticker -> close ns
         self.history: list[tuple[int, str, list[str]]] = []  # (clock ns, "add"/"drop", tickers)
@@ -234,7 +241,8 @@ class Rollover:
     def lifecycle(self, ticker: str, event_type: str, msg: dict) -> None:
         """Feed ``market_lifecycle_v2`` messages (the Kalshi handler calls this)."""
         ev = event_type.lower()
-        if ev in ("determined", "settled", "deactivated", "closed") and ticker in self.markets:
+        # "closed"/"deactivated" are not the end: the determination (result) comes later
+        if ev in ("determined", "settled") and ticker in self.markets:
             self._closed_early.add(ticker)
             self._wake.set()
         elif ev in ("created", "activated", "close_date_updated") and any(ticker.startswith(s + "-") for s in self.series):
@@ -283,7 +291,7 @@ class Rollover:
 
     def _expire(self, now: int) -> list[str]:
         gone = [t for t, c in self.markets.items()
-                if t in self._closed_early or (c is not None and c + self.grace_ns <= now)]
+                if t in self._closed_early or (c is not None and c + self.hold_ns <= now)]
         for t in gone:
             del self.markets[t]
         return gone
@@ -305,12 +313,14 @@ class Rollover:
                 await r
 
     def next_deadline(self, now: int) -> int:
-        closes = sorted(c for c in self.markets.values() if c is not None)
         nxt = self._next_poll
-        if closes:
-            c0 = closes[0]
-            pre = c0 - self.lead_ns
-            nxt = min(nxt, pre if pre > self._last_refresh else c0 + self.grace_ns)
+        last = self._last_refresh
+        for c in self.markets.values():
+            if c is None:
+                continue
+            # per market: rediscover before its close and again after it, then drop it
+            pre, post = c - self.lead_ns, c + self.grace_ns
+            nxt = min(nxt, pre if pre > last else (post if post > last else c + self.hold_ns))
         return max(nxt, now)
 
     async def run(self, stop: asyncio.Event) -> None:
