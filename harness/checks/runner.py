@@ -328,21 +328,35 @@ class LiveChecks:
     through a queue to the ``Runner`` (a task drains it, so the receive path only appends),
     and each new finding goes to ``on_finding(finding)`` as it happens.
 
-    Connections are written before their handshake is known (headers, status come later
-    via ``update_connection``, which observers do not see), so the endpoint and auth checks,
-    which judge the handshake, run at the end on the recording's connection rows
-    (``finish(recording_path)``). Reconnect events reach the sequence check live."""
+    The endpoint and auth checks judge a connection when its handshake is known (the
+    recorder's ``update_connection`` with the status, or the close of a failed attempt,
+    teed as ``on_connection_update``); ``finish(recording_path)`` judges any connection
+    not seen that way from the recording's rows and takes the connect timings from it.
+    Reconnect events reach the sequence check live.
+
+    The queue is bounded (``max_queue`` frames): when the checks fall behind, further
+    frames are counted (``dropped``) and not checked rather than held in memory; the
+    report says how many (connections, events and HTTP exchanges, which are few, are
+    always queued)."""
 
     CHUNK = 500  # queue items between yields to the event loop
+    MAX_QUEUE = 100_000
+    HANDSHAKE = ("endpoint", "auth")
 
-    def __init__(self, runner: Runner, on_finding=None):
+    def __init__(self, runner: Runner, on_finding=None, *, max_queue: int = MAX_QUEUE):
         from collections import deque
 
         self.runner = runner
         self.on_finding = on_finding or (lambda f: None)
         self.queue: deque = deque()
+        self.max_queue = max_queue
+        self.frames_queued = 0  # frames in the queue now
+        self.dropped = 0  # frames never checked (the queue was full)
+        self.dropped_span: list[int] = []  # [first, last] t_wall_ns of the dropped frames
         self.findings: list[Finding] = []
         self.errors = 0
+        self._rows: dict[int, dict] = {}  # conn_id -> its row as written so far
+        self._judged: set[int] = set()  # connections the handshake checks have seen
         self._wake = None
         self._task = None
         runner.start(live=True)
@@ -352,7 +366,18 @@ class LiveChecks:
         self.queue.append(("conn", {"id": conn_id, "venue": venue, "url": url}))
         self._kick()
 
+    def on_connection_update(self, conn_id: int, cols: dict) -> None:
+        self.queue.append(("update", (conn_id, cols)))
+        self._kick()
+
     def on_frame(self, frame: Frame) -> None:
+        if self.frames_queued >= self.max_queue:
+            self.dropped += 1
+            if not self.dropped_span:
+                self.dropped_span = [frame.t_wall_ns, frame.t_wall_ns]
+            self.dropped_span[1] = frame.t_wall_ns
+            return
+        self.frames_queued += 1
         self.queue.append(("frame", frame))
         self._kick()
 
@@ -392,6 +417,8 @@ class LiveChecks:
         n = 0
         while self.queue and (limit is None or n < limit):
             kind, item = self.queue.popleft()
+            if kind == "frame":
+                self.frames_queued -= 1
             n += 1
             try:
                 new = self._feed(r, kind, item)
@@ -407,23 +434,43 @@ class LiveChecks:
                 self.findings.append(f)
                 self.on_finding(f)
 
-    @staticmethod
-    def _feed(r: Runner, kind: str, item) -> list[Finding]:
+    def _judge(self, r: Runner, row: dict) -> None:
+        self._judged.add(row["id"])
+        for c in r.checks:
+            if c.name in self.HANDSHAKE:
+                c.on_connection(row)
+
+    def _feed(self, r: Runner, kind: str, item) -> list[Finding]:
         if kind == "frame":
             return r.on_frame(item)
         if kind == "http":
             return r.on_http(item)
         if kind == "conn":
-            r.ctx.connections.append(item)  # minimal row; the full ones at finish
+            self._rows[item["id"]] = item
+            r.ctx.connections.append(item)  # the same dict: updates land in it
+            return []
+        if kind == "update":
+            cid, cols = item
+            row = self._rows.setdefault(cid, {"id": cid})
+            row.update(cols)
+            # a handshake is known once it has a status, or once a failed attempt closed
+            if cid not in self._judged and ("response_status" in cols or "closed_ns" in cols):
+                self._judge(r, row)
+                return r._drain()
             return []
         r.ctx.events.append(item)
+        d = item.get("detail")
+        ep = r.check("endpoint")
+        if item["kind"] == "connect" and ep is not None and isinstance(d, dict) and isinstance(d.get("timings"), dict):
+            ep.timings[item["conn_id"]] = dict(d["timings"])
         seq = r.check("sequence")
         if item["kind"] == "reconnect" and seq is not None:
             seq.on_reconnect(item)
         return r._drain()
 
     def finish(self, recording_path: str | None = None) -> Report:
-        """Drain what is left, judge the handshakes from the recording, build the report."""
+        """Drain what is left, judge the handshakes not judged live from the recording,
+        build the report."""
         self.drain()
         r = self.runner
         if recording_path is not None:
@@ -439,12 +486,19 @@ class LiveChecks:
             finally:
                 rec.close()
             r.ctx.path = os.fspath(recording_path)
-            for c in r.checks:
-                if c.name in ("endpoint", "auth"):
-                    c.start(r.ctx)
+            for c in r.ctx.connections:
+                if c.get("id") not in self._judged:
+                    self._judge(r, c)
             for f in r._drain():
                 self.findings.append(f)
-        return r.finish()
+        report = r.finish()
+        if self.dropped:
+            first, last = self.dropped_span
+            note = (f"live checks fell behind: {self.dropped:,} frames (received between {first} and {last} ns) "
+                    f"were not checked; run `harness check {report.path or 'REC'}` for a full pass")
+            for res in report.results:
+                res.notes.append(note)
+        return report
 
 
 def run_checks(

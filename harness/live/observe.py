@@ -2,8 +2,9 @@
 (`harness record --check`) and for `harness replay --via-server`.
 
 ``ObservedWriter`` wraps a ``RecordingWriter``: every call is passed through unchanged
-(the recording stays the source of truth), and frames, connections, events and HTTP
-exchanges are also handed to an observer. The observer runs on the event loop thread,
+(the recording stays the source of truth), and frames, connections (opened, then
+``update_connection``: handshake headers and status, close), events and HTTP exchanges
+are also handed to an observer. The observer runs on the event loop thread,
 inside the receive path, so it must be quick and must not raise: an exception is caught,
 counted and reported once on stderr rather than stopping the recording.
 """
@@ -20,6 +21,12 @@ class Observer(Protocol):
     """What a live consumer implements. Every method is optional."""
 
     def on_connection(self, conn_id: int, venue: str, url: str | None) -> None: ...
+
+    def on_connection_update(self, conn_id: int, cols: dict) -> None:
+        """Columns set on a connection row after it was opened (``request_headers``,
+        ``response_status``, ``response_headers``, ``url``, ``opened_ns``, ``closed_ns``,
+        ``close_code``, ``close_reason``): the handshake is known once ``response_status``
+        or ``closed_ns`` is among them."""
 
     def on_frame(self, frame: Frame) -> None: ...
 
@@ -40,6 +47,7 @@ class ObservedWriter:
         self._on_event = getattr(observer, "on_event", None)
         self._on_conn = getattr(observer, "on_connection", None)
         self._on_http = getattr(observer, "on_http", None)
+        self._on_update = getattr(observer, "on_connection_update", None)
 
     def __getattr__(self, name):  # everything not teed goes straight to the writer
         return getattr(self._w, name)
@@ -60,6 +68,22 @@ class ObservedWriter:
             except Exception as e:  # noqa: BLE001 - an observer must never stop the recorder
                 self._fail("on_connection", e)
         return conn_id
+
+    def update_connection(self, conn_id: int, **cols) -> None:
+        self._w.update_connection(conn_id, **cols)
+        if self._on_update is not None:
+            try:
+                self._on_update(conn_id, dict(cols))
+            except Exception as e:  # noqa: BLE001
+                self._fail("on_connection_update", e)
+
+    def close_connection(self, conn_id: int, closed_ns: int, code=None, reason=None) -> None:
+        self._w.close_connection(conn_id, closed_ns, code, reason)
+        if self._on_update is not None:
+            try:
+                self._on_update(conn_id, {"closed_ns": closed_ns, "close_code": code, "close_reason": reason})
+            except Exception as e:  # noqa: BLE001
+                self._fail("on_connection_update", e)
 
     def frame(self, conn_id, dir, t_wall_ns, t_mono_ns, opcode, payload, type=None, size=None) -> int:
         fid = self._w.frame(conn_id, dir, t_wall_ns, t_mono_ns, opcode, payload, type, size)

@@ -65,3 +65,22 @@ async def test_a_failing_observer_does_not_stop_the_recording(tmp_path, capsys):
     out = await _record(tmp_path, obs)
     assert db_rows(out, "SELECT count(*) FROM frames WHERE dir='in' AND opcode='text'") == [(5,)]
     assert "live observer failed in on_frame" in capsys.readouterr().err
+
+
+class CollectUpdates(Collect):
+    def __init__(self):
+        super().__init__()
+        self.updates = []
+
+    def on_connection_update(self, conn_id, cols):
+        self.updates.append((conn_id, cols))
+
+
+async def test_connection_updates_are_teed_handshake_then_close(tmp_path):
+    obs = CollectUpdates()
+    out = await _record(tmp_path, obs)
+    [(cid, status, closed, code)] = db_rows(out, "SELECT id, response_status, closed_ns, close_code FROM connections")
+    assert [c for c, _ in obs.updates] == [cid, cid]
+    hs, close = obs.updates[0][1], obs.updates[1][1]
+    assert hs["response_status"] == status == 101 and "request_headers" in hs and "closed_ns" not in hs
+    assert close == {"closed_ns": closed, "close_code": code, "close_reason": close["close_reason"]}

@@ -80,7 +80,9 @@ async def test_findings_arrive_while_recording_and_the_recording_is_unchanged(tm
     assert db_rows(out, "SELECT payload FROM frames WHERE id=?", gap.frame_id)[0][0] == FRAMES[2]
     bad = report.result("format").findings
     assert any(f.code == "invalid_json" and f.example.startswith(MALFORMED[:20]) for f in bad)
-    # endpoint/auth judged at the end on the recorded rows (a loopback server)
+    # endpoint/auth judge the handshake live, as soon as its status is recorded (loopback
+    # server), once: the report does not judge it again from the recorded rows
+    assert ("endpoint", "local_endpoint") in codes_live
     assert [f.code for f in report.result("endpoint").findings] == ["local_endpoint"]
     plain = await _record(tmp_path, "plain")
     assert _content(out) == _content(plain)
@@ -140,3 +142,24 @@ def test_a_check_that_raises_is_counted_and_checking_goes_on(capsys):
     live.drain()
     assert live.errors == 1 and calls == [1, 2, 3] and "live checks failed on a frame" in capsys.readouterr().err
     assert [f.code for f in seen] == ["invalid_json"] and seen[0].frame_id == 3
+
+
+def test_the_live_queue_is_bounded_and_what_was_not_checked_is_reported():
+    from harness.frame import Frame
+
+    live = LiveChecks(Runner(["format", "sequence"]), max_queue=3)
+    live.on_connection(1, "coinbase", "ws://127.0.0.1:1/")
+    for i, payload in enumerate(FRAMES, start=1):  # 5 frames, nothing drained yet
+        live.on_frame(Frame("coinbase", 1, "in", i * 1000, i, "text", payload, None, i))
+    live.on_event("note", 9000, 1, {"venue": "coinbase"})  # not frames: always queued
+    assert live.frames_queued == 3 and live.dropped == 2 and len(live.queue) == 5
+    live.drain()
+    assert live.frames_queued == 0 and live.runner.frames == 3
+    report = live.finish()
+    # the two frames not checked (ids 4, 5: the malformed one among them) are reported
+    assert report.result("format").findings == []
+    note = "live checks fell behind: 2 frames (received between 4000 and 5000 ns) were not checked"
+    assert all(any(n.startswith(note) for n in r.notes) for r in report.results)
+    # the frames after a drain are queued again
+    live.on_frame(Frame("coinbase", 1, "in", 6000, 6, "text", MALFORMED, None, 6))
+    assert live.frames_queued == 1 and live.dropped == 2
