@@ -8,8 +8,12 @@ recorder -> capture on the simulated timeline.
 3. The real recorder (``harness.live.manager.Recorder``) records every venue from the
    server: handshakes (Kalshi signed with an RSA key generated for this run and never
    written anywhere), subscribe commands, pings, Kalshi market discovery and 15-minute
-   rollover by REST on a clock running ``speed`` times faster (``FastClock``), plus the
-   ``RestCompanion`` fetches. It is stopped when the simulated clock passes the end.
+   rollover by REST on a clock running ``speed`` times faster (``FastClock``), and the
+   REST fetches the pipeline needs (``harness.live.fetch``: the Bitstamp order book at each
+   ``diff_order_book`` acknowledgement, each Kalshi market's ``/markets/{ticker}`` after its
+   close). It is stopped when the simulated clock passes the end, or, when a market
+   closes within the session, once its settlement has been fetched (the source runs on
+   for ``settle_tail_s`` so the streams last until then).
 4. ``remap`` moves the capture's times onto the simulated timeline; the session row
    says ``simulate``. The file is written under a temporary name and renamed at the end.
 """
@@ -37,6 +41,20 @@ DEFAULT_FAULTS = SourceFaults(
     stale=[("gemini", 100.0, 25.0)],
 )
 DEFAULT_SERVER_FAULTS = "seed=7,seqgap=@40s,corrupt=@55s"
+SOURCE_TAIL_S = 15.0  # the streams outlive the capture by this much
+QUARTER_NS = 15 * 60 * NS  # every Kalshi BTC market (15-minute, hourly) closes on a quarter hour
+
+
+def settle_tail_s(start_ns: int, end_ns: int) -> float:
+    """Simulated seconds the capture runs past the end so that the settlement of a market
+    closing within the session is fetched (``KalshiConfig.settle_fetch_s`` after its
+    close, plus room for a retry); 0 when no market closes in (start, end]."""
+    from harness.config import KalshiConfig
+
+    if end_ns // QUARTER_NS == start_ns // QUARTER_NS:
+        return 0.0
+    kc = KalshiConfig()
+    return kc.settle_fetch_s + kc.settle_retry_s + 5.0
 
 
 @dataclass
@@ -112,7 +130,6 @@ async def capture(source: str, out: str, summary, *, speed: float, seed: int, se
     from harness.live.manager import Recorder
     from harness.live.rest import FastClock
     from harness.replay.server import ImpersonationServer
-    from harness.sim.rest import RestCompanion
     from harness.store.writer import RecordingWriter
     from harness.venues.kalshi_auth import Credentials
 
@@ -129,19 +146,17 @@ async def capture(source: str, out: str, summary, *, speed: float, seed: int, se
             # --rest-poll is in simulated seconds (the recorder's clock is the fast one);
             # the polls of every venue share one loopback host, whose limit is raised to match
             rest_poll_s=rest_poll, rest_rates={host: 50.0 * speed} if rest_poll else {},
-            # close_grace 60 s: a closed market stays subscribed until its ``determined``
-            # lifecycle message arrives (the rollover drops it then); the default 5 s
-            # would drop it before a determination that comes later than that
+            # defaults otherwise: a closed market stays subscribed until its ``determined``
+            # lifecycle message, its settlement is fetched 20 (simulated) seconds after the close
             kalshi=KalshiConfig(series=sorted({m["ticker"].split("-")[0] for m in summary.markets}),
-                                rest_url=rest_base + "/trade-api/v2", close_grace_s=60.0),
+                                rest_url=rest_base + "/trade-api/v2"),
             backoff=BackoffConfig(base=0.02, cap=0.1, reset_after=5.0, auth_failures_max=3, seed=seed), status=False)
         writer = RecordingWriter(out, mode="simulate", classify=venues.classify,
                                  config={"simulate": {"seed": seed, "speed": speed, "faults": server_faults}, **cfg.to_json()},
                                  source=f"harness simulate: seed {seed}, served at {speed}x and recorded by harness record")
-        companion = RestCompanion(writer, rest_base, clock, markets=summary.markets)
-        rec = Recorder(cfg, credentials=creds, clock=clock, writer=writer, observer=companion)
+        rec = Recorder(cfg, credentials=creds, clock=clock, writer=writer)
         stop = rec.stop
-        bg = [asyncio.ensure_future(companion.run(stop))]
+        bg = []
 
         async def stopper():
             # Stop a second (simulated) after the end, before the source's tail runs out:
@@ -149,9 +164,21 @@ async def capture(source: str, out: str, summary, *, speed: float, seed: int, se
             # the recorder, doing its job, would reconnect and be served it all again.
             # Checked every 0.2 simulated seconds (a coarse real-time poll at 20x would
             # overshoot the tail), and a stream that ended anyway stops everything.
+            # Markets closing within the session keep it going until their settlement is
+            # fetched (at most ``settle_tail_s`` past the end).
             tick = min(0.25, 0.2 / speed)
             n = 0
-            while clock.now_ns() < summary.end_ns + NS and not stop.is_set():
+            closing = [m["ticker"] for m in summary.markets if summary.start_ns < m["close_ns"] <= summary.end_ns]
+            last_ns = summary.end_ns + NS + int(settle_tail_s(summary.start_ns, summary.end_ns) * NS)
+
+            def settled() -> bool:
+                s = rec.settlements
+                return s is None or all(t in s.done for t in closing)
+
+            while not stop.is_set():
+                now = clock.now_ns()
+                if now >= last_ns or (now >= summary.end_ns + NS and settled()):
+                    break
                 if any(c.close_reason == "end of recording" for c in srv.clients):
                     break
                 n += 1
@@ -166,7 +193,6 @@ async def capture(source: str, out: str, summary, *, speed: float, seed: int, se
         finally:
             stop.set()
             await asyncio.gather(*bg, return_exceptions=True)
-            await companion.close()
             for e in srv.fault_log:
                 t = e.get("t_ns") or time.time_ns()
                 writer.event("fault", t, t - wall_minus_mono, None, {k: v for k, v in e.items() if k != "t_ns"})
@@ -197,7 +223,9 @@ def simulate(out: str, *, minutes: float = 20.0, seed: int = 0, rate_scale: floa
     try:
         src = os.path.join(tmpdir, "source.db")
         t0 = time.monotonic()
-        summary = write_source(src, start_ns=start_ns, minutes=minutes, seed=seed, scale=rate_scale, faults=src_faults)
+        end_ns = start_ns + int(minutes * 60 * NS)
+        summary = write_source(src, start_ns=start_ns, minutes=minutes, seed=seed, scale=rate_scale, faults=src_faults,
+                               tail_s=SOURCE_TAIL_S + settle_tail_s(start_ns, end_ns))
         res.generate_s = time.monotonic() - t0
         res.source_frames, res.source_http, res.markets = summary.frames, summary.http_rows, summary.markets
         if keep_source:
