@@ -105,6 +105,14 @@ def command(output, kalshi_series, kalshi_market, kalshi_channels, exchanges, du
     if rp is not None:
         click.echo(f"  REST polls: {rp.requests:,} requests, {rp.ok:,} ok, {rp.errors:,} failed "
                    f"({rp.throttled:,} throttled with 429), {rp.skipped:,} skipped", err=True)
+    if result.books is not None and (result.books.fetched or result.books.failures):
+        click.echo(f"  Bitstamp REST books (diff alignment): {len(result.books.fetched):,} fetched, "
+                   f"{result.books.failures:,} failed", err=True)
+    st = result.settlements
+    if st is not None and (st.requests or st.due):
+        ok = sum(1 for v in st.done.values() if v)
+        click.echo(f"  Kalshi settlements: {ok:,} determined ({len(st.requests):,} requests), "
+                   f"{len(st.due):,} not yet due at the stop", err=True)
     click.echo(f"wrote {result.frames_written:,} frames to {cfg.output} (stopped: {result.stopped_by})", err=True)
     if result.stats and all(s.fatal for s in result.stats.values()):
         raise HarnessError("every venue failed; see the messages above")

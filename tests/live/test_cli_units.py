@@ -114,6 +114,19 @@ def test_build_config_defaults_and_overrides(tmp_path):
         build_config(output="o.db", exchanges="")
 
 
+def test_kalshi_settlement_and_determination_keys(tmp_path):
+    d = build_config(output="o.db", kalshi_series=["KXBTC15M"], exchanges="").kalshi
+    assert (d.determined_grace_s, d.settle_fetch_s, d.settle_retry_s, d.settle_retries) == (120.0, 20.0, 30.0, 5)
+    toml = tmp_path / "k.toml"
+    toml.write_text('[kalshi]\nseries = ["KXBTC15M"]\ndetermined_grace = "3m"\nsettle_fetch = "45s"\n'
+                    'settle_retry = 10\nsettle_retries = 2\n')
+    k = build_config(output="o.db", config_path=str(toml), exchanges="").kalshi
+    assert (k.determined_grace_s, k.settle_fetch_s, k.settle_retry_s, k.settle_retries) == (180.0, 45.0, 10.0, 2)
+    toml.write_text('[kalshi]\nseries = ["KXBTC15M"]\nsettle_retries = "many"\n')
+    with pytest.raises(ConfigError, match="kalshi.settle_retries"):
+        build_config(output="o.db", config_path=str(toml), exchanges="")
+
+
 def test_redaction():
     h = redact.redact_headers([("KALSHI-ACCESS-KEY", "abc"), ("KALSHI-ACCESS-SIGNATURE", "x" * 344),
                                ("KALSHI-ACCESS-TIMESTAMP", "1786309548026"), ("Authorization", "Bearer t"),
