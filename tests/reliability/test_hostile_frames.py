@@ -61,12 +61,7 @@ def _cases(venue):
     return cases
 
 
-@pytest.mark.parametrize("venue", [
-    pytest.param("kalshi", marks=pytest.mark.xfail(strict=True, reason=(
-        "venue-perf: kalshi._decode_typed lets msgspec's RecursionError out on a 50,000-deep object in a "
-        "typed message (deep arrays give DecodeError); the decode contract is DecodeError only. "
-        "harness check and harness record catch it per frame, so nothing stops"))),
-    *VENUES[1:]])
+@pytest.mark.parametrize("venue", VENUES)
 def test_decoders_report_hostile_frames_and_go_on(venue):
     v = venues.get(venue)
     session = v.new_session()
