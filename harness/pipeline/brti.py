@@ -628,6 +628,7 @@ class IndexSeries:
         self.last: IndexTick | None = None
         self.last_valid: IndexTick | None = None
         self.published: deque[tuple[int, float]] = deque()
+        self.skipped_ticks = 0  # boundaries not computed because every book was stale
 
     def advance(self, now_ns: int, books: Iterable[VenueBook] | Mapping[str, Any]) -> list[IndexTick]:
         prev = self.prev_ns
@@ -646,7 +647,17 @@ class IndexSeries:
         out = []
         pub = self.params.publish_interval_ns
         nd = self.params.publish_decimals
+        # Past this boundary every book is stale (nothing is applied between prev and now),
+        # so every tick would be the same invalid result: over a long silence (or a frame
+        # stamped years away) compute only the last boundary instead of one per 200 ms.
+        fresh_until = max((vb.last_update_ns for vb in snapshot if vb.last_update_ns is not None),
+                          default=prev) + self.calc.params.staleness_ns
         while b < now_ns:
+            if b > fresh_until + c:
+                last_b = (now_ns - 1) // c * c
+                if last_b > b:
+                    self.skipped_ticks += (last_b - b) // c
+                    b = last_b
             r = self.calc.compute(snapshot, b)
             is_pub = b % pub == 0
             tick = IndexTick(b, r.value, is_pub, r)

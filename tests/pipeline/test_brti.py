@@ -388,3 +388,21 @@ def test_series_invalid_seconds_left_out():
     avg, n = series.average(15 * S)
     assert n == 11 and avg == 100.0  # seconds 0..10 valid; 11..14 stale
     assert series.last.value is None and series.last_valid.ts_ns == 10 * S
+
+
+def test_series_skips_the_boundaries_of_a_long_silence_when_every_book_is_stale():
+    series = IndexSeries(BrtiCalculator(BrtiParams(size_cap=1e9, grid_spacing=0.5)))
+    books = {v: _mid_book(v, 100.0) for v in "abc"}
+    for b in books.values():
+        b.last_update_ns = 0
+    series.advance(0, books)
+    hour = 3600 * S
+    ticks = series.advance(hour, books)  # one frame an hour later (or a frame stamped in 2262)
+    stale_from = BrtiParams().staleness_ns
+    # every boundary while a book can still be fresh is computed, then only the last one
+    assert [t.ts_ns for t in ticks[:-1]] == list(range(0, ticks[-2].ts_ns + 1, 200_000_000))
+    assert stale_from < ticks[-2].ts_ns <= stale_from + 400_000_000
+    assert ticks[-1].ts_ns == hour - 200_000_000 and not ticks[-1].value
+    assert all(not t.result.valid for t in ticks if t.ts_ns > stale_from)
+    assert series.skipped_ticks == (hour - 200_000_000 - ticks[-2].ts_ns) // 200_000_000 - 1
+    assert len(ticks) < 60
