@@ -7,6 +7,7 @@ Public API::
     detect_format(path) -> str            # "cryptofeed-2" | "cryptofeed-legacy-ws" |
                                           # "cryptofeed-legacy-http" | "jsonl"
     seconds_to_ns(text_or_number) -> int  # exact Unix seconds -> ns
+    recordable_ns(text_or_number) -> int  # the same, refusing times a recording cannot hold
 
 Formats (documented in docs/formats.md): ``cryptofeed`` (format 2 JSON Lines, plain or
 zstd, and the legacy text files) in ``cryptofeed.py``; the harness's generic JSON Lines in
@@ -107,6 +108,19 @@ class FileResult:
 _PLAIN_NUMBER = re.compile(r"(-?)(\d+)(?:\.(\d*))?")
 
 
+# A recording stores times as SQLite INTEGER (signed 64-bit ns: up to the year 2262).
+_MAX_NS = (1 << 63) - 1
+
+
+def recordable_ns(value) -> int:
+    """``seconds_to_ns`` for a time going into a recording: also ``ValueError`` when it
+    does not fit the recording's signed 64-bit ns (beyond the year 2262)."""
+    ns = seconds_to_ns(value)
+    if not -_MAX_NS <= ns <= _MAX_NS:
+        raise ValueError(f"{value!s:.40} s is out of range (a recording holds Unix times up to the year 2262)")
+    return ns
+
+
 def seconds_to_ns(value) -> int:
     """Unix seconds -> integer ns, exactly (no binary float in between).
 
@@ -114,8 +128,13 @@ def seconds_to_ns(value) -> int:
     decoders here produce for float literals) or an ``int``. Digits beyond ns are
     truncated toward minus infinity (floor). A Python ``float`` is converted through its
     shortest repr, i.e. the text it was parsed from. Raises ``ValueError`` on anything
-    that is not a finite number.
+    that is not a finite number, or beyond 1e12 s (a billion-digit exponent must not
+    become a billion-digit int).
     """
+    return _seconds_to_ns(value)
+
+
+def _seconds_to_ns(value) -> int:
     if isinstance(value, bool):
         raise ValueError(f"not a number: {value!r}")
     if isinstance(value, int):
@@ -140,6 +159,8 @@ def seconds_to_ns(value) -> int:
     if isinstance(value, Decimal):
         if not value.is_finite():
             raise ValueError(f"not a finite number: {value}")
+        if value.adjusted() >= 12:  # checked before int(): 1e999999999 would take minutes
+            raise ValueError(f"{value!s:.40} s is out of range (a recording holds Unix times up to the year 2262)")
         with localcontext() as ctx:
             ctx.prec = 80
             return int((value.scaleb(9)).to_integral_value(rounding=ROUND_FLOOR))

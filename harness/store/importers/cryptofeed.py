@@ -55,7 +55,7 @@ from harness.store.importers import (
     decode_line,
     iter_json_objects,
     iter_lines,
-    seconds_to_ns,
+    recordable_ns,
     venue_from_exchange,
     venue_from_filename,
     venue_from_url,
@@ -73,7 +73,7 @@ def _ns(path: str, lineno: int, rec: dict, key: str = "ts") -> int:
     if isinstance(v, str):
         raise ImportFormatError(path, lineno, f"{key!r} must be a number of Unix seconds, not a string ({v!r})")
     try:
-        return seconds_to_ns(v)
+        return recordable_ns(v)
     except ValueError as e:
         raise ImportFormatError(path, lineno, f"bad {key!r}: {e}") from None
 
@@ -218,7 +218,7 @@ def _legacy_lines(path: str):
 
 def _legacy_ts(path: str, lineno: int, text: str) -> int:
     try:
-        return seconds_to_ns(text)
+        return recordable_ns(text)
     except ValueError:
         raise ImportFormatError(path, lineno, f"bad timestamp {text[:40]!r}") from None
 

@@ -46,7 +46,7 @@ from harness.store.importers import (
     Pacer,
     abort_writer,
     iter_json_objects,
-    seconds_to_ns,
+    recordable_ns,
 )
 from harness.store.writer import RecordingWriter, payload_size
 
@@ -57,7 +57,7 @@ def _t_ns(path: str, lineno: int, v) -> int:
     if isinstance(v, bool) or not isinstance(v, (int, Decimal, str)):
         raise ImportFormatError(path, lineno, f"'t' must be Unix seconds (a number), not {type(v).__name__}")
     try:
-        return seconds_to_ns(v)
+        return recordable_ns(v)
     except ValueError as e:
         raise ImportFormatError(path, lineno, f"bad 't': {e}") from None
 
