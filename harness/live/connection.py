@@ -712,6 +712,8 @@ class VenueConnection:
             self.conn_id = prev_conn = conn_id
             tap = FrameTap(self.writer, conn_id)
             headers = self.auth() if self.auth is not None else {}
+            # This attempt's signature too: a venue may echo it in a refusal's body or headers.
+            secrets = self.secrets + tuple(str(v) for k, v in headers.items() if redact.is_secret_name(str(k)))
             t0 = time.time_ns()
             timings: dict[str, Any] = {}
             try:
@@ -732,8 +734,8 @@ class VenueConnection:
                 )
             except InvalidStatus as e:
                 status = e.response.status_code
-                body = _body_text(e.response.body, self.secrets)
-                self._record_handshake(conn_id, tap, t0, status, e.response.headers, closed=True)
+                body = _body_text(e.response.body, secrets)
+                self._record_handshake(conn_id, tap, t0, status, e.response.headers, closed=True, secrets=secrets)
                 retry_after = _retry_after(e.response.headers) if status == 429 else 0.0
                 self.stats.errors += 1
                 self._error(conn_id, {"phase": "handshake", "status": status, "body": body,
@@ -752,7 +754,7 @@ class VenueConnection:
             except (OSError, TimeoutError, InvalidHandshake, InvalidURI, ValueError) as e:
                 self._record_handshake(conn_id, tap, t0, None, None, closed=True)
                 self.stats.errors += 1
-                cause = f"{type(e).__name__}: {redact.redact_text(str(e), self.secrets)}"
+                cause = f"{type(e).__name__}: {redact.redact_text(str(e), secrets)}"
                 self._error(conn_id, {"phase": "connect", "error": cause, "url": redact.redact_url(url)})
                 continue
             auth_failures = 0
@@ -805,7 +807,8 @@ class VenueConnection:
         log.error("%s", msg)
         return self.stats
 
-    def _record_handshake(self, conn_id, tap: FrameTap, t0: int, status, resp_headers, *, closed: bool) -> None:
+    def _record_handshake(self, conn_id, tap: FrameTap, t0: int, status, resp_headers, *, closed: bool,
+                          secrets: tuple[str, ...] = ()) -> None:
         req = tap.request
         cols: dict[str, Any] = {"opened_ns": t0}
         if req is not None:
@@ -814,7 +817,11 @@ class VenueConnection:
         if status is not None:
             cols["response_status"] = status
         if resp_headers is not None:
-            cols["response_headers"] = redact.redact_headers(resp_headers)
+            hdrs = redact.redact_headers(resp_headers)
+            if secrets:  # a header echoing our key id or signature, whatever its name
+                hdrs = {k: [redact.redact_text(x, secrets) for x in v] if isinstance(v, list) else redact.redact_text(v, secrets)
+                        for k, v in hdrs.items()}
+            cols["response_headers"] = hdrs
         if closed:
             cols["closed_ns"] = time.time_ns()
         self.writer.update_connection(conn_id, **cols)
@@ -952,5 +959,6 @@ def _retry_after(headers) -> float:
 def _body_text(body: bytes | None, secrets) -> str:
     if not body:
         return ""
-    text = body[:4000].decode("utf-8", "replace")
-    return redact.redact_text(text, secrets)
+    # redact before cutting: a secret across the cut would otherwise leak its first part
+    text = redact.redact_text(body[:65536].decode("utf-8", "replace"), secrets)
+    return text[:4000]
