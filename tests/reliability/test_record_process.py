@@ -56,6 +56,7 @@ def test_kill_9_keeps_every_committed_frame(tmp_path):
                 p.kill()
             p.communicate()
         sent = s.sent
+        sent_ns = list(s.sent_ns)
     con = integrity(db)
     seqs = committed_seqs(db)
     assert_prefix(seqs)
@@ -65,8 +66,10 @@ def test_kill_9_keeps_every_committed_frame(tmp_path):
     last_rx = con.execute("SELECT max(t_wall_ns) FROM frames WHERE dir='in'").fetchone()[0]
     con.close()
     # The loss is the suffix the recorder had not committed (or not yet read) at the kill.
+    first_lost_sent = sent_ns[len(seqs)] if len(seqs) < len(sent_ns) else t_kill
     note("kill -9 mid-stream", sent=sent, recorded=len(seqs), lost_suffix=sent - len(seqs),
-         last_committed_rx_before_kill_ms=round((t_kill - last_rx) / 1e6, 1), commit_window_ms=50)
+         last_committed_rx_before_kill_ms=round((t_kill - last_rx) / 1e6, 1),
+         first_lost_sent_before_kill_ms=round((t_kill - first_lost_sent) / 1e6, 1), commit_window_ms=50)
     # The recording is usable as it is: inspect and replay read it without complaint.
     r = subprocess.run([sys.executable, "-m", "harness", "inspect", str(db)], cwd=REPO, capture_output=True, text=True, timeout=60)
     assert r.returncode == 0, r.stderr
