@@ -474,8 +474,8 @@ class FreshnessCheck(BaseCheck):
         by_venue: dict[str, dict] = {}
         views: dict[tuple[str, str], list[Track]] = {}
         for (venue, inst, fld), tr in sorted(self.tracks.items()):
-            if tr.rest_first is None:
-                continue
+            if tr.rest_first is None or not tr.ages:
+                continue  # one answer is a fetch (a settlement, a book to align to), not a poller's view
             views.setdefault((venue, inst), []).append(tr)
             st = distribution(tr.segs, tr.zero)
             age = distribution([(0.0, a, a) for a in tr.ages])
@@ -536,7 +536,7 @@ class FreshnessCheck(BaseCheck):
         out: dict = {}
         cands: dict[str, list] = {}
         for (venue, inst, fld), tr in self.tracks.items():
-            if tr.rest_first is not None and fld in ("yes_bid", "bid"):
+            if tr.rest_first is not None and tr.ages and fld in ("yes_bid", "bid"):
                 cands.setdefault(venue, []).append((len(tr.rest_pts), inst, fld, tr))
         for venue, cs in sorted(cands.items()):
             cs.sort(key=lambda c: (-c[0], c[1]))

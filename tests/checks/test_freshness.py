@@ -160,6 +160,15 @@ def test_no_rest_rows_passes_with_a_note(tmp_path):
     assert any("--rest-poll" in n for n in res.notes)
 
 
+def test_a_single_settlement_fetch_is_not_a_poller(tmp_path):
+    # harness record fetches /markets/{ticker} once after the close for its settlement value
+    m = "KXBTC15M-26NOV250045-45"
+    res = run_checks(write(str(tmp_path / "settle.db"), [("kalshi", 0, snap(1, "0.4000", "0.5000"))],
+                           [("kalshi", f"{REST}/markets/{m}", 30, market_body("0.4000", "0.5000"))]),
+                     ["freshness"]).result("freshness")
+    assert res.status == "pass" and not res.findings and res.stats["by_key"] == []
+
+
 def test_rest_ahead_of_the_stream_is_measured_in_reverse():
     tr = Track()
     tr.stream(0, Decimal("1"))
