@@ -7,7 +7,9 @@ TOML layout (every key optional; unknown keys are an error so typos do not pass 
     duration = "15m"                 # or seconds
     env = "prod"                     # prod | demo (Kalshi endpoints)
     exchanges = ["coinbase", "kraken", "bitstamp", "gemini", "cryptocom"]
-    decode = false                   # keep venue books while recording (findings -> events)
+    decode = false                   # keep venue books while recording (findings -> events);
+                                     # an exchange book gap or checksum mismatch then reconnects
+                                     # for a fresh snapshot (per venue: resync = false to keep going)
     rest_poll = "5s"                 # also poll Kalshi markets and exchange tickers over REST
                                      # this often (off when absent; see harness.live.rest_poll)
 
@@ -94,7 +96,7 @@ VENUE_DEFAULTS: dict[str, dict[str, Any]] = {
 
 _VENUE_KEYS = {
     "url", "rest_url", "channels", "instruments", "depth", "subscribe", "stale_timeout", "ping_interval", "ping_timeout",
-    "app_ping_interval", "subscribe_delay", "compression", "open_timeout", "max_size",
+    "app_ping_interval", "subscribe_delay", "compression", "open_timeout", "max_size", "resync", "resync_min_interval",
 }
 _TOP_KEYS = {"output", "duration", "env", "exchanges", "decode", "kalshi", "backoff", "venues", "rest_poll", "rest_rates"}
 _KALSHI_KEYS = {"series", "markets", "channels", "rest_url", "rollover_lead", "close_grace", "poll", "url",
@@ -119,6 +121,11 @@ class VenueConfig:
     open_timeout: float = 10.0
     max_size: int = 64 * 1024 * 1024  # Coinbase's BTC-USD snapshot is ~5 MB
     rest_url: str | None = None  # exchanges: REST base for rest_poll (None: the public one)
+    # With decode on: an exchange book that lost an update (sequence gap, checksum
+    # mismatch) is unusable until a new snapshot, which only a new subscription brings:
+    # reconnect, at most once per resync_min_interval seconds (as cryptofeed does).
+    resync: bool = True
+    resync_min_interval: float = 10.0
 
 
 @dataclass
@@ -351,7 +358,8 @@ def build_config(
                 d["channels"] = _split(kalshi_channels)
         url = url_over.get(name) or d.pop("url", None) or default_ws_url(name, env)
         d.pop("url", None)
-        for k in ("stale_timeout", "ping_interval", "ping_timeout", "app_ping_interval", "subscribe_delay", "open_timeout"):
+        for k in ("stale_timeout", "ping_interval", "ping_timeout", "app_ping_interval", "subscribe_delay", "open_timeout",
+                  "resync_min_interval"):
             if k in d and d[k] is not None:
                 d[k] = _dur(d[k], f"venues.{name}.{k}")
         if name != "kalshi" and (rest_over.get(name) or d.get("rest_url")):

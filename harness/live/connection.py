@@ -202,6 +202,9 @@ class RecordingClientConnection(ClientConnection):
             drainer.cancel()
 
 
+_RESYNC_KINDS = frozenset(("gap", "checksum"))  # book findings that only a new snapshot repairs
+
+
 async def open_timed_socket(url: str, timeout: float | None, timings: dict) -> socket.socket:
     """Resolve and connect the TCP socket ourselves so DNS and TCP connect times can be
     measured apart (websockets' connect() does both inside one call). Fills ``timings``
@@ -612,6 +615,7 @@ class VenueStats:
     last_rx_mono_ns: int | None = None
     detail: str = ""
     fatal: str | None = None  # why the venue stopped for good
+    resyncs: int = 0  # reconnects asked for because a decoded book lost an update
 
 
 @dataclass
@@ -663,6 +667,7 @@ class VenueConnection:
                 self.session = None
         self._sleep = sleep
         self._reconnect_now = asyncio.Event()
+        self._last_resync_ns: int | None = None
         self._send_lock = asyncio.Lock()
 
     # -- public ----------------------------------------------------------------------------
@@ -910,6 +915,20 @@ class VenueConnection:
         for f in findings or ():
             self._emit("finding", {"kind": f.kind, "key": f.key, "expected": str(f.expected), "got": str(f.got),
                                    "detail": f.detail, "frame_id": f.frame_id})
+            if f.kind in _RESYNC_KINDS and self.cfg.resync and self.name != "kalshi":
+                self._resync(f, fid)
+
+    def _resync(self, f, fid: int) -> None:
+        """A spot book lost an update: reconnect for a fresh snapshot (Kalshi instead asks
+        for one per market, see KalshiHandler). Rate-limited so a venue that keeps sending
+        a broken stream is not reconnected in a loop."""
+        now = time.monotonic_ns()
+        if self._last_resync_ns is not None and now - self._last_resync_ns < self.cfg.resync_min_interval * 1e9:
+            return
+        self._last_resync_ns = now
+        self.stats.resyncs += 1
+        self._emit("note", {"action": "reconnect", "cause": f"book {f.kind} on {f.key}", "frame_id": fid})
+        self._reconnect_now.set()
 
     async def _watch_stale(self, tap: FrameTap) -> _Ended:
         timeout_ns = int(self.cfg.stale_timeout * 1e9)

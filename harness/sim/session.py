@@ -150,7 +150,10 @@ async def capture(source: str, out: str, summary, *, speed: float, seed: int, se
             # lifecycle message, its settlement is fetched 20 (simulated) seconds after the close
             kalshi=KalshiConfig(series=sorted({m["ticker"].split("-")[0] for m in summary.markets}),
                                 rest_url=rest_base + "/trade-api/v2"),
-            backoff=BackoffConfig(base=0.02, cap=0.1, reset_after=5.0, auth_failures_max=3, seed=seed), status=False)
+            backoff=BackoffConfig(base=0.02, cap=0.1, reset_after=5.0, auth_failures_max=3, seed=seed), status=False,
+            # books kept while recording: a lost exchange update reconnects for a fresh snapshot,
+            # as a careful live client does (faults.db shows the recovery)
+            decode=True)
         writer = RecordingWriter(out, mode="simulate", classify=venues.classify,
                                  config={"simulate": {"seed": seed, "speed": speed, "faults": server_faults}, **cfg.to_json()},
                                  source=f"harness simulate: seed {seed}, served at {speed}x and recorded by harness record")
