@@ -18,9 +18,16 @@ $(STAMP): pyproject.toml
 
 venv: $(STAMP)
 
+# Wide tables in logs (rich wraps at 80 columns when stdout is not a terminal).
+export COLUMNS ?= 160
+# faults.db was made with faults on purpose: the checks must find exactly these.
+FAULTS_EXPECT := format.invalid_json,sequence.gap,sequence.crossed,sequence.reconnect,latency.silence,quality.stale_venue
+
 replay: $(STAMP)
 	$(PY) -m harness replay $(SAMPLE)
 	$(PY) -m harness check $(SAMPLE)
+	$(PY) -m harness check recordings/rest_poll.db --only freshness
+	$(PY) -m harness check recordings/faults.db --expect $(FAULTS_EXPECT)
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check harness tests bench fixtures
@@ -39,6 +46,7 @@ record: $(STAMP)
 sample: $(STAMP)
 	$(PY) -m harness simulate -o $(SAMPLE) --minutes 20 --seed 20261125
 	$(PY) -m harness simulate -o recordings/faults.db --minutes 4 --seed 7 --faults default
+	$(PY) -m harness simulate -o recordings/rest_poll.db --minutes 5 --seed 11 --rest-poll 5
 
 # Ten minutes of simulated traffic at 10x through the server with faults, recorded live with checks.
 soak: $(STAMP)
