@@ -21,7 +21,7 @@ import logging
 
 import orjson
 
-from harness.live.rest import KalshiRest, RestError, SystemClock
+from harness.live.rest import KalshiRest, RestError, SystemClock, sleep_or_event
 
 log = logging.getLogger("harness.live")
 _NS = 1_000_000_000
@@ -162,14 +162,7 @@ class SettlementFetcher:
                 self._tasks.spawn(self._fetch(t))
             self._wake.clear()
             wait_s = (min(self.due.values()) - now) / _NS if self.due else 3600.0
-            waits = [asyncio.ensure_future(self.clock.sleep(max(wait_s, 0.0))),
-                     asyncio.ensure_future(self._wake.wait()), asyncio.ensure_future(stop.wait())]
-            try:
-                await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
-            finally:
-                for w in waits:
-                    w.cancel()
-                await asyncio.gather(*waits, return_exceptions=True)
+            await sleep_or_event(self.clock, wait_s, self._wake, stop)
 
     async def close(self) -> None:
         await self._tasks.cancel_all()

@@ -71,6 +71,18 @@ class FastClock:
         await asyncio.sleep(max(0.0, seconds) / self.rate)
 
 
+async def sleep_or_event(clock, seconds: float, *events: asyncio.Event) -> None:
+    """Sleep ``seconds`` on ``clock`` (a fast clock in simulations), or until one of
+    ``events`` is set, whichever comes first; nothing is left running."""
+    waits = [asyncio.ensure_future(clock.sleep(max(seconds, 0.0))), *(asyncio.ensure_future(e.wait()) for e in events)]
+    try:
+        await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for w in waits:
+            w.cancel()
+        await asyncio.gather(*waits, return_exceptions=True)
+
+
 class RestResponse(NamedTuple):
     status: int
     body: str
@@ -335,11 +347,4 @@ class Rollover:
                 await self._apply(before)
             self._wake.clear()
             wait_s = (self.next_deadline(self.clock.now_ns()) - self.clock.now_ns()) / _NS
-            sleeper = asyncio.ensure_future(self.clock.sleep(max(wait_s, 0.0)))
-            waits = [sleeper, asyncio.ensure_future(self._wake.wait()), asyncio.ensure_future(stop.wait())]
-            try:
-                await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
-            finally:
-                for w in waits:
-                    w.cancel()
-                await asyncio.gather(*waits, return_exceptions=True)
+            await sleep_or_event(self.clock, wait_s, self._wake, stop)

@@ -76,14 +76,20 @@ def effective_time(taus: list[float]) -> float:
 def remaining_taus(now_ns: int, close_ns: int, known_through_ns: int | None = None,
                    params: FairValueParams | None = None) -> list[float]:
     """Seconds from now to each settlement sample not yet known."""
+    first, step, i0, n = _unknown_samples(now_ns, close_ns, known_through_ns, params)
+    return [max(0, first + (i - 1) * step - now_ns) / 1e9 for i in range(i0, n + 1)]
+
+
+def _unknown_samples(now_ns, close_ns, known_through_ns, params) -> tuple[int, int, int, int]:
+    """(time of sample 1, spacing, first unknown sample i0, n): sample i (1..n) is at
+    close - (n - i) * step; the unknown ones are those after ``known_through_ns``."""
     p = params or FairValueParams()
     n = p.window_ns // p.sample_interval_ns
     step = p.sample_interval_ns
     kt = now_ns if known_through_ns is None else known_through_ns
-    # sample i (1..n) is at close - (n - i) * step; the unknown ones are those after kt
     first = close_ns - (n - 1) * step
     i0 = 1 if kt < first else max(1, min(n + 1, (kt - first) // step + 2))
-    return [max(0, first + (i - 1) * step - now_ns) / 1e9 for i in range(i0, n + 1)]
+    return first, step, i0, n
 
 
 def remaining_effective_time(now_ns: int, close_ns: int, known_through_ns: int | None = None,
@@ -94,12 +100,7 @@ def remaining_effective_time(now_ns: int, close_ns: int, known_through_ns: int |
     sums of j and j^2 (the per-tick, per-market list was the pipeline's hottest loop).
     Samples already due (tau clamped to 0) add nothing. Equal to the list version to
     float rounding (tests/pipeline/test_fair_value.py)."""
-    p = params or FairValueParams()
-    n = p.window_ns // p.sample_interval_ns
-    step = p.sample_interval_ns
-    kt = now_ns if known_through_ns is None else known_through_ns
-    first = close_ns - (n - 1) * step
-    i0 = 1 if kt < first else max(1, min(n + 1, (kt - first) // step + 2))
+    first, step, i0, n = _unknown_samples(now_ns, close_ns, known_through_ns, params)
     m = n - i0 + 1
     if m <= 0:
         return 0.0, 0

@@ -26,7 +26,6 @@ import shutil
 import tempfile
 import time
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from pathlib import Path
 
 from harness.errors import ConfigError
@@ -80,14 +79,14 @@ class SimResult:
 
 
 def parse_start(text: str | None) -> int:
+    from harness.timeparse import parse_time_ns
+
     text = text or DEFAULT_START
     try:
-        dt = datetime.fromisoformat(text.replace("Z", "+00:00"))
-    except ValueError:
-        raise ConfigError(f"--start {text!r} is not an ISO time", hint="e.g. 2026-11-25T05:41:00Z") from None
-    if dt.tzinfo is None:
-        dt = dt.replace(tzinfo=UTC)
-    return int(dt.timestamp()) * NS
+        ns = parse_time_ns(text)
+    except ConfigError:
+        raise ConfigError(f"--start {text!r} is not a time", hint="e.g. 2026-11-25T05:41:00Z") from None
+    return ns // NS * NS  # whole seconds: the simulated clocks tick on them
 
 
 def fault_plan(spec: str | None) -> tuple[SourceFaults, str | None]:
