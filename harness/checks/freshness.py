@@ -31,6 +31,15 @@ Measures per key:
   exact distribution of a piecewise-linear function, not samples), over the span between
   a key's first and last REST response. Moments where REST shows a value the stream has
   not had are ``rest_ahead_s`` and not part of the distribution.
+- A REST response showing a value the stream left *before the previous response* (which
+  showed another value) is either an old view (stale since then) or ahead of the stream on
+  a recurring price (Kraken's bid back at 83811.4 after 100 s, 0.2 s before the stream):
+  it counts as ahead if the stream shows that value before the next response, else stale.
+- A Kalshi market is measured until its stream stops describing it: the REST market's
+  ``close_time``, a REST ``status`` past trading (closed, determined, settled, ...),
+  ``market_lifecycle_v2`` closed/determined/settled, or our ``update_subscription``
+  ``delete_markets``. After that REST answers an emptied book or the last quote while the
+  stream is silent, which is not a poller's view of a live market.
 - ``age``: time since the last REST response (mean is half the poll interval whatever
   the stream does; staleness can only be lower).
 - The *view* of an instrument (``by_instrument``, and the venue line, pooled over its
@@ -58,6 +67,10 @@ _UNKNOWN = object()  # no value yet on that side
 _ONE = Decimal(1)
 _KALSHI_MARKET = re.compile(r"/markets/([^/?#]+)(/orderbook)?/?$")
 PLOT_POINTS_MIN_GAP_NS = 100_000_000  # thin stream points for the plot (busy exchange books)
+# a Kalshi market in these states has no live book: REST answers an empty one (0/1, no
+# levels) while the stream just stops, so neither view is a poller's view any more
+_KALSHI_OVER = frozenset({"closed", "determined", "settled", "finalized", "disputed", "amended"})
+_KALSHI_OVER_EVENTS = frozenset({"closed", "determined", "settled"})
 
 
 def norm_instrument(name: str) -> str:
@@ -154,6 +167,23 @@ def parse_rest(venue: str, url: str, body: str) -> list[tuple[str, dict]]:
     return []
 
 
+def kalshi_market_state(url: str, body: str) -> tuple[str | None, int | None]:
+    """``(status, close_ns)`` of a Kalshi ``GET /markets/{ticker}`` response, else (None, None)."""
+    from datetime import datetime
+
+    m = _KALSHI_MARKET.search(urlsplit(url).path)
+    if m is None or m.group(2):
+        return None, None
+    try:
+        mk = json.loads(body).get("market") or {}
+        status = mk.get("status")
+        close = mk.get("close_time")
+        close_ns = int(datetime.fromisoformat(close.replace("Z", "+00:00")).timestamp()) * _NS if close else None
+    except (TypeError, ValueError, AttributeError):
+        return None, None
+    return (status if isinstance(status, str) else None), close_ns
+
+
 def _kalshi_rest(path: str, obj: dict) -> list[tuple[str, dict]]:
     m = _KALSHI_MARKET.search(path)
     if m is None:
@@ -188,7 +218,8 @@ class Track:
 
     __slots__ = ("ws", "rest", "rest_t", "rest_first", "latest", "pending_rest", "mode", "t_seg",
                  "segs", "pend_segs", "ahead", "pend_ahead", "zero", "pend_zero", "ages",
-                 "to_rest", "to_stream", "eps", "pend_eps", "hits", "ws_pts", "rest_pts", "modes")
+                 "to_rest", "to_stream", "eps", "pend_eps", "hits", "ws_pts", "rest_pts", "modes",
+                 "recur", "recur_idx", "pend_recur", "ended")
 
     def __init__(self):
         self.ws = _UNKNOWN
@@ -211,6 +242,12 @@ class Track:
         self.ws_pts: list[tuple[int, object]] = []
         self.rest_pts: list[tuple[int, object]] = []
         self.modes: list[tuple[int, tuple]] = []  # (t, mode) each time it changes: for the view
+        # REST went back to a value the stream left before the previous response: stale, or
+        # ahead of the stream on a recurring price? Decided by the stream before the next poll
+        self.recur = False
+        self.recur_idx = 0  # index in modes from which the question is open
+        self.pend_recur: list[tuple[float, float, float]] = []  # its pieces while open
+        self.ended = False  # the stream stopped describing this key (market closed, unsubscribed)
 
     def _mode(self) -> tuple:
         if self.ws is _UNKNOWN or self.rest is _UNKNOWN:
@@ -219,7 +256,7 @@ class Track:
             return ("zero",)
         ep = self.latest.get(self.rest)
         if ep is not None and ep[1] is not None:
-            return ("lin", ep[1])
+            return ("recur" if self.recur else "lin", ep[1])
         return ("ahead",)
 
     def _close(self, t: int) -> None:
@@ -228,9 +265,9 @@ class Track:
             kind = self.mode[0]
             if kind == "zero":
                 self.pend_zero += dur
-            elif kind == "lin":
+            elif kind in ("lin", "recur"):
                 e = self.mode[1]
-                self.pend_segs.append(((self.t_seg - e) / _NS, (t - e) / _NS, dur))
+                (self.pend_segs if kind == "lin" else self.pend_recur).append(((self.t_seg - e) / _NS, (t - e) / _NS, dur))
             elif kind == "ahead":
                 self.pend_ahead += dur
         self.t_seg = t
@@ -243,7 +280,7 @@ class Track:
             self.modes.append((t, new))
 
     def stream(self, t: int, v) -> None:
-        if v == self.ws and self.ws is not _UNKNOWN:
+        if self.ended or (v == self.ws and self.ws is not _UNKNOWN):
             return
         if self.ws is not _UNKNOWN:
             self.latest[self.ws][1] = t
@@ -261,21 +298,47 @@ class Track:
         else:
             self.ws_pts[-1] = (self.ws_pts[-1][0], v)
         self._remode(t)
+        if self.recur and v == self.rest:  # the stream caught up: REST was ahead, not stale
+            self.pend_ahead += sum(d for _lo, _hi, d in self.pend_recur)
+            self.pend_recur = []
+            self.modes[self.recur_idx:] = [(tm, ("ahead",) if m[0] == "recur" else m) for tm, m in self.modes[self.recur_idx:]]
+            self.recur = False
+
+    def _commit(self, t: int) -> None:
+        self.ages.append((t - self.rest_t) / _NS)
+        self.segs.extend(self.pend_segs)
+        self.zero += self.pend_zero
+        self.ahead += self.pend_ahead
+        self.eps += self.pend_eps
+        self.pend_segs, self.pend_zero, self.pend_ahead, self.pend_eps = [], 0.0, 0.0, 0
+
+    def _settle_recur(self) -> None:
+        """The open question had no answer from the stream: REST was stale."""
+        self.segs.extend(self.pend_recur)
+        self.pend_recur = []
+        self.pending_rest.pop(self.rest, None)
+        self.recur = False
 
     def polled(self, t: int, v) -> None:
+        if self.ended:
+            return
         self._close(t)
+        ep = self.latest.get(v)
+        # a value the stream left before the previous response, which showed another one
+        recur = (ep is not None and ep[1] is not None and self.rest_t is not None and ep[1] < self.rest_t
+                 and v != self.rest and v != self.ws)
+        still = self.recur and v == self.rest  # the same open question (Kalshi: market, then orderbook)
         if self.rest_t is not None:  # commit everything up to this response
-            self.ages.append((t - self.rest_t) / _NS)
-            self.segs.extend(self.pend_segs)
-            self.zero += self.pend_zero
-            self.ahead += self.pend_ahead
-            self.eps += self.pend_eps
+            self._commit(t)
+            if self.recur and not still:
+                self._settle_recur()
         else:
             self.rest_first = t
-        self.pend_segs, self.pend_zero, self.pend_ahead, self.pend_eps = [], 0.0, 0.0, 0
         self.rest, self.rest_t = v, t
-        ep = self.latest.get(v)
-        if ep is not None:
+        if recur:
+            self.recur, self.recur_idx = True, len(self.modes)
+            self.pending_rest.setdefault(v, t)  # the stream showing it soon: rest_to_stream
+        elif ep is not None and not still:
             if not ep[2] and ep[0] <= t:
                 self.to_rest.append((t - ep[0]) / _NS)
                 ep[2] = True
@@ -284,6 +347,22 @@ class Track:
             self.pending_rest.setdefault(v, t)
         self.rest_pts.append((t, v))
         self.mode = self._mode()
+        self.modes.append((t, self.mode))
+
+    def end(self, t: int) -> None:
+        """The stream stopped describing this key at ``t`` (the market closed, was
+        unsubscribed, was determined): measure up to ``t``, ignore everything after."""
+        if self.ended:
+            return
+        self.ended = True
+        if self.rest_t is None or t <= self.rest_t:
+            return
+        self._close(t)
+        self._commit(t)
+        if self.recur:
+            self._settle_recur()
+        self.rest_t = t
+        self.mode = ("none",)
         self.modes.append((t, self.mode))
 
     @property
@@ -306,7 +385,7 @@ def view_pieces(tracks: list[Track]) -> tuple[list, float, float]:
         if prev is not None and t > prev:
             a, b = max(prev, lo), min(t, hi)
             if b > a:
-                lins = [c[1] for c in cur if c[0] == "lin"]
+                lins = [c[1] for c in cur if c[0] in ("lin", "recur")]  # recur: not resolved ahead
                 dur = (b - a) / _NS
                 if lins:
                     e = min(lins)
@@ -379,6 +458,9 @@ class FreshnessCheck(BaseCheck):
         super().__init__(config)
         self.tracks: dict[tuple[str, str, str], Track] = {}
         self.kalshi_books: set[str] = set()  # markets whose bid/ask come from the book
+        self.kalshi_close: dict[str, int] = {}  # market -> close_time (REST), while not ended
+        self.next_close: int | None = None
+        self.kalshi_over: dict[str, int] = {}  # market -> when its stream stopped describing it
         self.active = True
         self.rest_rows = 0
         self.series: dict = {}
@@ -395,6 +477,24 @@ class FreshnessCheck(BaseCheck):
             t = self.tracks[k] = Track()
         return t
 
+    def _end_market(self, ticker: str, t: int) -> None:
+        """The market's stream stopped at ``t`` (closed, determined, unsubscribed)."""
+        if ticker in self.kalshi_over:
+            return
+        self.kalshi_over[ticker] = t
+        for fld in ("yes_bid", "yes_ask", "last"):
+            tr = self.tracks.get(("kalshi", ticker, fld))
+            if tr is not None:
+                tr.end(t)
+        if self.kalshi_close.pop(ticker, None) is not None:
+            self.next_close = min(self.kalshi_close.values(), default=None)
+
+    def _closes_due(self, t: int) -> None:
+        while self.next_close is not None and self.next_close <= t:
+            due = [k for k, c in self.kalshi_close.items() if c <= t]
+            for k in due:
+                self._end_market(k, self.kalshi_close[k])
+
     def on_http(self, row: dict) -> None:
         if row.get("status") != 200 or not row.get("response_body") or not row.get("t_recv_ns"):
             return
@@ -407,16 +507,33 @@ class FreshnessCheck(BaseCheck):
         self.active = True
         self.rest_rows += 1
         t = int(row["t_recv_ns"])
+        self._closes_due(t)
+        if venue == "kalshi":
+            status, close_ns = kalshi_market_state(row.get("url") or "", row["response_body"])
+            ticker = got[0][0]
+            if status in _KALSHI_OVER:
+                self._end_market(ticker, t)
+            elif close_ns is not None and ticker not in self.kalshi_over:
+                self.kalshi_close[ticker] = close_ns
+                self.next_close = min(self.kalshi_close.values())
+                self._closes_due(t)
         for inst, fields in got:
+            if venue == "kalshi" and inst in self.kalshi_over:
+                continue
             name = inst if venue == "kalshi" else norm_instrument(inst)
             for fld, v in fields.items():
                 self._track(venue, name, fld).polled(t, v)
 
     def on_frame(self, view) -> None:
-        if not self.active or not view.messages:
+        if not self.active:
             return
         f = view.frame
-        if f.dir != "in":
+        self._closes_due(f.t_wall_ns)
+        if f.dir == "out":
+            if f.venue == "kalshi":
+                self._kalshi_command(f)
+            return
+        if not view.messages:
             return
         if f.venue == "kalshi":
             self._kalshi(view)
@@ -429,7 +546,10 @@ class FreshnessCheck(BaseCheck):
         t = view.frame.t_wall_ns
         books = getattr(view.session, "books", {})
         for m in view.messages:
-            if isinstance(m, (kalshi.OrderbookSnapshot, kalshi.OrderbookDelta)):
+            if isinstance(m, kalshi.Lifecycle):
+                if m.market_ticker and m.event_type in _KALSHI_OVER_EVENTS:
+                    self._end_market(m.market_ticker, t)
+            elif isinstance(m, (kalshi.OrderbookSnapshot, kalshi.OrderbookDelta)):
                 b = books.get(m.instrument)
                 if b is None or not b.has_snapshot or b.stale:
                     self.kalshi_books.discard(m.instrument)  # after a gap: the ticker's bid/ask until a snapshot
@@ -446,6 +566,20 @@ class FreshnessCheck(BaseCheck):
                     self._track("kalshi", m.market_ticker, "last").stream(t, _kalshi_bid(m.price))
             elif isinstance(m, kalshi.Trade):
                 self._track("kalshi", m.instrument, "last").stream(t, m.price)
+
+    def _kalshi_command(self, f) -> None:
+        """``update_subscription`` with ``delete_markets``: those markets' streams stop here."""
+        p = f.payload
+        if not isinstance(p, str) or "delete_markets" not in p:
+            return
+        try:
+            params = json.loads(p).get("params") or {}
+        except (TypeError, ValueError, AttributeError):
+            return
+        if params.get("action") == "delete_markets":
+            for ticker in params.get("market_tickers") or []:
+                if isinstance(ticker, str):
+                    self._end_market(ticker, f.t_wall_ns)
 
     def _exchange(self, view) -> None:
         t = view.frame.t_wall_ns

@@ -9,7 +9,7 @@ from decimal import Decimal
 import pytest
 
 from harness import venues
-from harness.checks.freshness import Track, distribution, norm_instrument, parse_rest
+from harness.checks.freshness import Track, distribution, norm_instrument, parse_rest, view_pieces
 from harness.checks.runner import run_checks
 from harness.store import RecordingWriter
 
@@ -45,14 +45,14 @@ def cb_l2(seq, bid, ask, kind="update"):
 
 
 def write(path, frames, http):
-    """frames: (venue, t_s, payload); http: (venue, url, t_recv_s, body). Times from T0."""
+    """frames: (venue, t_s, payload[, dir]); http: (venue, url, t_recv_s, body). Times from T0."""
     w = RecordingWriter(path, mode="simulate", batch_ms=5.0, classify=venues.classify)
     conns = {}
-    for venue, t, payload in frames:
+    for venue, t, payload, *d in frames:
         if venue not in conns:
             conns[venue] = w.connection(venue, f"wss://{venue}.example/ws", T0)
         tn = T0 + int(t * S)
-        w.frame(conns[venue], "in", tn, tn, "text", payload)
+        w.frame(conns[venue], d[0] if d else "in", tn, tn, "text", payload)
     for venue, url, t, body in http:
         tn = T0 + int(t * S)
         w.http("GET", url, tn, status=200, venue=venue, response_body=body, t_sent_ns=tn - S // 100,
@@ -281,3 +281,84 @@ def test_after_a_gap_the_ticker_stands_in_for_the_stale_book(tmp_path):
     # 0.40 current 0.5-3 s, then stale 0 -> 1 s until the 4 s poll shows 0.42, then current
     assert bid["staleness"]["mean_s"] == round(0.5 / 4.5, 3) and bid["staleness"]["max_s"] == 1.0
     assert bid["stream_to_rest"]["n"] == 2 and bid["missed"] == 0
+
+
+def _market(bid, status="active", close_time=None):
+    mk = {"ticker": M, "status": status, "yes_bid_dollars": bid, "yes_ask_dollars": "0.5000", "last_price_dollars": "0.0000"}
+    if close_time:
+        mk["close_time"] = close_time
+    return json.dumps({"market": mk})
+
+
+_CLOSE_AT_10 = "2026-09-21T14:13:30Z"  # T0 + 10 s
+_LIFECYCLE = json.dumps({"type": "market_lifecycle_v2", "sid": 4, "msg": {
+    "market_ticker": M, "event_type": "determined", "result": "yes", "settlement_value": "1.0000"}})
+_DELETE = json.dumps({"id": 6, "cmd": "update_subscription",
+                      "params": {"sids": [1], "market_tickers": [M], "action": "delete_markets"}})
+
+
+@pytest.mark.parametrize("how,end_s", [
+    ("close_time", 10.0),  # the REST market's close_time passes
+    ("lifecycle", 10.0),  # market_lifecycle_v2 determined on the stream
+    ("unsubscribe", 10.0),  # our update_subscription delete_markets
+    ("status", 11.0),  # a REST response says the market is closed: not measured itself
+])
+def test_a_market_is_measured_until_its_stream_ends(tmp_path, how, end_s):
+    # simulate: after the close the stream stops while REST answers on (an emptied book, or
+    # the last quote) until the settlement; that is not a poller's view of a live book
+    from datetime import datetime
+
+    assert datetime.fromisoformat(_CLOSE_AT_10.replace("Z", "+00:00")).timestamp() == T0 / S + 10
+    frames = [("kalshi", 0, snap(1, "0.4000", "0.5000")), ("kalshi", 8, delta(2, "0.4100"))]
+    if how == "lifecycle":
+        frames.append(("kalshi", 10, _LIFECYCLE))
+    if how == "unsubscribe":
+        frames.append(("kalshi", 10, _DELETE, "out"))
+    close = _CLOSE_AT_10 if how == "close_time" else None
+    url = f"{REST}/markets/{M}"
+    http = [("kalshi", url, t, _market("0.4000", close_time=close)) for t in (1, 6)]
+    http += [("kalshi", url, t, _market("0.4000" if how != "status" else "0.0000", "closed" if how == "status" else "active",
+                                        close)) for t in (11, 16, 21, 26)]
+    res = run_checks(write(str(tmp_path / "end.db"), frames, http), ["freshness"]).result("freshness")
+    bid = _row(res, "kalshi", "yes_bid")
+    # REST 0.40 current 1-8 s, then stale 0 -> (end - 8) s until the stream ended (not 18 s at 26 s)
+    stale = end_s - 8
+    assert bid["span_s"] == end_s - 1 and bid["staleness"]["max_s"] == stale
+    assert bid["staleness"]["mean_s"] == round(stale * stale / 2 / (end_s - 1), 3)
+    assert bid["age"]["max_s"] == 5.0 and bid["polls"] == 3  # 1, 6 and the end
+    assert res.stats["venues"]["kalshi"]["staleness"]["max_s"] == stale
+
+
+def test_rest_ahead_on_a_recurring_value_is_not_stale_since_its_last_visit():
+    # Kraken in rest_poll.db: a poll showed bid 83811.4, which the stream had left 100 s
+    # before and showed again 0.2 s after the poll: REST was ahead, not 100 s stale
+    one, two, three = Decimal(1), Decimal(2), Decimal(3)
+    tr = Track()
+    tr.stream(0, one)
+    tr.polled(1 * S, one)
+    tr.stream(2 * S, two)
+    tr.polled(6 * S, two)  # REST stale 0 -> 4 s over 2-6 s
+    tr.stream(7 * S, three)
+    tr.polled(11 * S, one)  # stale 0 -> 4 s over 7-11 s; 1 left at 2 s, before the 6 s poll: ahead or stale? ...
+    tr.stream(11 * S + S // 2, one)  # ... ahead: the stream shows it 0.5 s later
+    tr.polled(16 * S, one)
+    assert tr.segs == [(0.0, 4.0, 4.0)] * 2 and tr.ahead == 0.5 and tr.to_stream == [0.5]
+    assert tr.zero == 1.0 + 1.0 + 4.5 and tr.to_rest == [1.0, 4.0]
+    segs, zero, ahead = view_pieces([tr])  # the instrument's view agrees
+    assert segs == tr.segs and zero == tr.zero and ahead == tr.ahead
+
+
+def test_rest_going_back_to_an_old_value_the_stream_never_shows_again_is_stale():
+    one, two, three = Decimal(1), Decimal(2), Decimal(3)
+    tr = Track()
+    tr.stream(0, one)
+    tr.polled(1 * S, one)
+    tr.stream(2 * S, two)
+    tr.polled(6 * S, two)
+    tr.polled(11 * S, one)  # left at 2 s: an old view (a lagging cache)
+    tr.stream(12 * S, three)
+    tr.polled(16 * S, three)
+    assert tr.segs == [(0.0, 4.0, 4.0), (9.0, 14.0, 5.0)] and tr.ahead == 0.0
+    assert view_pieces([tr])[0] == tr.segs
+    tr.stream(30 * S, one)  # much later: not a REST-to-stream lag of 19 s
+    assert tr.to_stream == []
