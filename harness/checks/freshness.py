@@ -10,7 +10,8 @@ Views, per venue, instrument and field (a *key*):
   ``yes_bid``, ``yes_ask``, ``last``. The stream's bid/ask come from the market's book
   (``orderbook_snapshot``/``_delta``; best YES bid, 1 - best NO bid) or, for a market
   without a usable book (none, or stale after a sequence gap), from ``ticker``; ``last``
-  from ``ticker`` and ``trade``.
+  from ``ticker`` and ``trade`` (a ``ticker`` with ``price_dollars`` "" means no trade yet:
+  None, as REST's ``last_price`` 0).
 - Exchange REST ticker (Coinbase ``/products/P/ticker``, Kraken ``/0/public/Ticker``,
   Bitstamp ``/api/v2/ticker/P/``, Gemini ``/v1/pubticker/P``, Crypto.com
   ``public/get-tickers``): ``bid``, ``ask``, ``last``, against the venue's book and trades.
@@ -66,6 +67,7 @@ _NS = 1_000_000_000
 _UNKNOWN = object()  # no value yet on that side
 _ONE = Decimal(1)
 _KALSHI_MARKET = re.compile(r"/markets/([^/?#]+)(/orderbook)?/?$")
+_NO_TRADE_YET = re.compile(r'"price_dollars"\s*:\s*""')  # a Kalshi ticker before the market's first trade
 PLOT_POINTS_MIN_GAP_NS = 100_000_000  # thin stream points for the plot (busy exchange books)
 # a Kalshi market in these states has no live book: REST answers an empty one (0/1, no
 # levels) while the stream just stops, so neither view is a poller's view any more
@@ -564,6 +566,9 @@ class FreshnessCheck(BaseCheck):
                     self._track("kalshi", m.market_ticker, "yes_ask").stream(t, _kalshi_ask(m.yes_ask))
                 if m.price is not None:
                     self._track("kalshi", m.market_ticker, "last").stream(t, _kalshi_bid(m.price))
+                elif isinstance(view.frame.payload, str) and _NO_TRADE_YET.search(view.frame.payload):
+                    # no trade yet: what REST's last_price 0 says too (else REST's "none" reads as ahead)
+                    self._track("kalshi", m.market_ticker, "last").stream(t, None)
             elif isinstance(m, kalshi.Trade):
                 self._track("kalshi", m.instrument, "last").stream(t, m.price)
 

@@ -362,3 +362,19 @@ def test_rest_going_back_to_an_old_value_the_stream_never_shows_again_is_stale()
     assert view_pieces([tr])[0] == tr.segs
     tr.stream(30 * S, one)  # much later: not a REST-to-stream lag of 19 s
     assert tr.to_stream == []
+
+
+def test_no_trade_yet_on_the_ticker_is_rests_last_price_zero(tmp_path):
+    # the ticker says "price_dollars": "" before the first trade, REST last_price 0: both
+    # "no last"; a trade at 3 s that REST shows at 11 s makes the 6 s poll 3 s stale
+    ticker = json.dumps({"type": "ticker", "sid": 2, "msg": {"market_ticker": M, "market_id": "m1", "price_dollars": "",
+                                                             "yes_bid_dollars": "0.4000", "yes_ask_dollars": "0.5000"}})
+    trade = json.dumps({"type": "trade", "sid": 3, "msg": {"trade_id": "x", "market_ticker": M, "yes_price_dollars": "0.4500",
+                                                           "no_price_dollars": "0.5500", "count_fp": "1.00", "taker_side": "yes"}})
+    frames = [("kalshi", 0, ticker), ("kalshi", 3, trade)]
+    http = [("kalshi", f"{REST}/markets/{M}", t, market_body("0.4000", "0.5000", last)) for t, last in
+            ((1, "0.0000"), (6, "0.0000"), (11, "0.4500"))]
+    res = run_checks(write(str(tmp_path / "notrade.db"), frames, http), ["freshness"]).result("freshness")
+    last = _row(res, "kalshi", "last")
+    assert last["rest_ahead_s"] == 0.0 and last["staleness"]["max_s"] == 8.0
+    assert last["staleness"]["zero_frac"] == 0.2 and last["stream_to_rest"]["max_s"] == 8.0
