@@ -11,7 +11,12 @@ faster, so the raw capture spans minutes / N. After the capture:
   our subscribe commands, frames a fault corrupted, connection/event/http times) is
   mapped through a monotone piecewise-linear function real -> simulated built from the
   matched frames (slope ``speed`` outside them), then clamped between the neighbouring
-  data frames of its connection so each connection stays in receive order.
+  data frames of its connection so each connection stays in receive order;
+- a REST answer found in the source (same path and query, same body) is moved, with its
+  request, into the span in which the server served that body: from the source row's
+  time to the next row's for that request. The mapped time alone was up to a second
+  early at 20x (event-loop jitter), which put REST views ahead of the stream they came
+  from (a freshness check read them as ahead, or as stale since a price's last visit).
 
 Those mapped times carry the capture's scheduling jitter multiplied by the speed (at 20x,
 2 ms of event-loop delay is 40 ms of simulated time): that bounds the realism of control
@@ -28,7 +33,7 @@ import re
 import sqlite3
 from bisect import bisect_left, bisect_right
 
-from harness.sim.source import norm
+from harness.sim.source import norm, rest_key
 from harness.venues._json import ns_to_rfc3339
 
 _CB_TS = re.compile(r'"timestamp":"[^"]*"')
@@ -66,10 +71,27 @@ class TimeMap:
         return y0 + (y1 - y0) * (x - x0) // (x1 - x0)
 
 
-def remap(path: str, index: dict[str, dict[int, list[int]]], *, speed: float, wall_minus_mono: int) -> dict:
+def served_span(rows: list[tuple[int, int]], body_hash: int, t: int) -> tuple[int, int] | None:
+    """``rows``: one request's source answers ``[(t, hash(body))]`` by time. The span
+    ``[from, until)`` in which the answer with ``body_hash`` was served that is nearest to
+    ``t``, or None when the source never gave that body."""
+    best = None
+    for k, (tk, h) in enumerate(rows):
+        if h != body_hash:
+            continue
+        until = rows[k + 1][0] if k + 1 < len(rows) else None
+        dist = tk - t if t < tk else (0 if until is None or t < until else t - until + 1)
+        if best is None or dist < best[0]:
+            best = (dist, tk, until)
+    return None if best is None else (best[1], best[2])
+
+
+def remap(path: str, index: dict[str, dict[int, list[int]]], *, speed: float, wall_minus_mono: int,
+          rest: dict[tuple, list[tuple[int, int]]] | None = None) -> dict:
     """Rewrite the times of the capture at ``path`` in place. ``index``: venue ->
     hash(norm(payload)) -> source receive times (``SourceSummary.index``);
-    ``wall_minus_mono``: the capture process's ``time_ns() - monotonic_ns()``."""
+    ``wall_minus_mono``: the capture process's ``time_ns() - monotonic_ns()``; ``rest``:
+    the source's REST answers (``SourceSummary.rest``)."""
     db = sqlite3.connect(path, isolation_level=None)
     try:
         venues = dict(db.execute("SELECT id, venue FROM connections"))
@@ -149,10 +171,16 @@ def remap(path: str, index: dict[str, dict[int, list[int]]], *, speed: float, wa
         for eid, tw, tm in db.execute("SELECT id, t_wall_ns, t_mono_ns FROM events").fetchall():
             t = f(tm) if tm is not None else from_wall(tw)
             db.execute("UPDATE events SET t_wall_ns = ?, t_mono_ns = ? WHERE id = ?", (t, t, eid))
-        for hid, ts_, tr, ms, mr in db.execute(
-                "SELECT id, t_sent_ns, t_recv_ns, t_sent_mono_ns, t_recv_mono_ns FROM http").fetchall():
+        for hid, ts_, tr, ms, mr, url, status, body in db.execute(
+                "SELECT id, t_sent_ns, t_recv_ns, t_sent_mono_ns, t_recv_mono_ns, url, status, response_body FROM http").fetchall():
             s = f(ms) if ms is not None else from_wall(ts_)
             r = f(mr) if mr is not None else from_wall(tr)
+            span = served_span(rest.get(rest_key(url), []), hash(body), r) if rest and status and body is not None else None
+            if span is not None and r is not None:
+                lo, until = span
+                moved = max(r, lo) if until is None else min(max(r, lo), until - 1)
+                s = None if s is None else s + moved - r
+                r = moved
             db.execute("UPDATE http SET t_sent_ns = ?, t_recv_ns = ?, t_sent_mono_ns = ?, t_recv_mono_ns = ? WHERE id = ?",
                        (s, r, s, r, hid))
         lo = min(t for t, _ in first_last.values()) if first_last else None

@@ -243,7 +243,7 @@ def simulate(out: str, *, minutes: float = 20.0, seed: int = 0, rate_scale: floa
                         progress=progress))
             res.capture_s = time.monotonic() - t0
             t0 = time.monotonic()
-            st = remap(part, summary.index, speed=speed, wall_minus_mono=wmm)
+            st = remap(part, summary.index, speed=speed, wall_minus_mono=wmm, rest=summary.rest)
             res.remap_s = time.monotonic() - t0
             res.frames, res.matched = st["frames"], st["matched"]
             os.replace(part, out_path)

@@ -34,6 +34,14 @@ STEP_NS = 100 * MS
 _NUM = re.compile(r'"(sid|seq|sequence_num)":\s*\d+')
 
 
+def rest_key(url: str) -> tuple:
+    """A REST request's identity whatever host served it: path and sorted query."""
+    from urllib.parse import parse_qsl, urlsplit
+
+    u = urlsplit(url)
+    return u.path, tuple(sorted(parse_qsl(u.query, keep_blank_values=True)))
+
+
 def norm(payload: str) -> str:
     """A payload with the numbers the server renumbers per client blanked."""
     return _NUM.sub(lambda m: f'"{m.group(1)}":N', payload)
@@ -55,6 +63,7 @@ class SourceSummary:
     http_rows: int = 0
     markets: list[dict] = field(default_factory=list)
     index: dict[str, dict[int, list[int]]] = field(default_factory=dict)  # venue -> hash(norm) -> recv times
+    rest: dict[tuple, list[tuple[int, int]]] = field(default_factory=dict)  # rest_key(url) -> [(t, hash(body))]
 
 
 class _Conn:
@@ -130,6 +139,7 @@ def write_source(path: str, *, start_ns: int, minutes: float, seed: int, scale: 
         if last_body.get(url) == body:
             return
         last_body[url] = body
+        summary.rest.setdefault(rest_key(url), []).append((t, hash(body)))
         w.http("GET", url, t, status=200, venue=venue, response_body=body, t_sent_ns=t - 40 * MS,
                response_headers={"Content-Type": "application/json"})
         summary.http_rows += 1
@@ -182,4 +192,4 @@ def write_source(path: str, *, start_ns: int, minutes: float, seed: int, scale: 
     return summary
 
 
-__all__ = ["write_source", "SourceFaults", "SourceSummary", "norm", "REST_BASE"]
+__all__ = ["write_source", "SourceFaults", "SourceSummary", "norm", "rest_key", "REST_BASE"]

@@ -163,3 +163,35 @@ def test_committed_faults_recording_shows_its_faults():
     assert ("quality", "stale_venue") in codes
     assert q(FAULTS, "SELECT count(*) FROM connections WHERE close_code NOT IN (1000)")[0][0] >= 2
     assert q(FAULTS, "SELECT count(*) FROM events WHERE kind = 'reconnect'")[0][0] >= 2
+
+
+def test_rest_answers_are_timed_within_the_span_the_server_gave_them(runs):
+    # each REST answer in the capture is the source's answer in force at its receive time:
+    # a REST view is never ahead of (or behind) the stream it was simulated with
+    from bisect import bisect_right
+
+    from harness.sim.source import rest_key
+
+    (rows, src) = runs
+    source: dict[tuple, list[tuple[int, str]]] = {}
+    for url, t, body in q(src, "SELECT url, t_recv_ns, response_body FROM http ORDER BY t_recv_ns, id"):
+        source.setdefault(rest_key(url), []).append((t, body))
+    n = 0
+    for url, ts, tr, body in q(rows[0][0], "SELECT url, t_sent_ns, t_recv_ns, response_body FROM http WHERE status = 200"):
+        answers = source[rest_key(url)]
+        i = bisect_right([t for t, _ in answers], tr) - 1
+        assert i >= 0 and answers[i][1] == body, (url, tr)
+        assert ts <= tr
+        n += 1
+    assert n >= 20  # market, orderbook and tickers polled every 5 s, the settlement fetch
+
+
+def test_served_span_picks_the_nearest_span_of_that_body():
+    from harness.sim.remap import served_span
+
+    rows = [(10, 1), (20, 2), (30, 1), (40, 3)]
+    assert served_span(rows, 2, 15) == (20, 30)  # early: moved to 20
+    assert served_span(rows, 1, 27) == (30, 40)  # nearer the second span of body 1
+    assert served_span(rows, 1, 12) == (10, 20)  # inside
+    assert served_span(rows, 3, 99) == (40, None)  # the last answer stays in force
+    assert served_span(rows, 4, 12) is None  # not from the source: left where it was mapped
