@@ -465,6 +465,10 @@ class FreshnessCheck(BaseCheck):
         self.kalshi_over: dict[str, int] = {}  # market -> when its stream stopped describing it
         self.active = True
         self.rest_rows = 0
+        # venue -> gaps between answers to the same request: the poll interval (a key fed by
+        # two requests, Kalshi's market and orderbook, sees gaps of ms and of the interval)
+        self.url_last: dict[tuple[str, str], int] = {}
+        self.url_gaps: dict[str, list[float]] = {}
         self.series: dict = {}
 
     def start(self, ctx) -> None:
@@ -510,6 +514,10 @@ class FreshnessCheck(BaseCheck):
         self.rest_rows += 1
         t = int(row["t_recv_ns"])
         self._closes_due(t)
+        prev = self.url_last.get((venue, row.get("url") or ""))
+        if prev is not None:
+            self.url_gaps.setdefault(venue, []).append((t - prev) / _NS)
+        self.url_last[(venue, row.get("url") or "")] = t
         if venue == "kalshi":
             status, close_ns = kalshi_market_state(row.get("url") or "", row["response_body"])
             ticker = got[0][0]
@@ -643,7 +651,7 @@ class FreshnessCheck(BaseCheck):
         for venue, v in sorted(by_venue.items()):
             st = distribution(v["segs"], v["zero"])
             ages = sorted(v["ages"])
-            interval = percentile(ages, 0.5)
+            interval = percentile(sorted(self.url_gaps.get(venue) or ages), 0.5)
             venues[venue] = {
                 "instruments": len(v["instruments"]), "poll_interval_s": _r(interval),
                 "staleness": st, "age": distribution([(0.0, a, a) for a in v["ages"]]),

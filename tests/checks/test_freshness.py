@@ -395,3 +395,17 @@ def test_the_rest_poll_sample_is_stale_by_at_most_about_one_interval():
         assert s["staleness"]["max_s"] <= 6.5, (v, s["staleness"])
         if v != "kalshi":  # Kalshi quotes sit still for seconds: often current, mean lower
             assert 1.0 <= s["staleness"]["mean_s"] <= 3.5, (v, s["staleness"])
+
+
+def test_poll_interval_is_per_request_when_two_requests_feed_one_key(tmp_path):
+    # Kalshi's yes_bid comes from /markets/{t} and, 10 ms later, /markets/{t}/orderbook: the
+    # key's answers are 0.01 s and 4.99 s apart, the poller's interval is 5 s
+    ob = json.dumps({"orderbook_fp": {"yes_dollars": [["0.4000", "10.00"]], "no_dollars": [["0.5000", "10.00"]]}})
+    http = []
+    for i in range(5):
+        http += [("kalshi", f"{REST}/markets/{M}", 1 + 5 * i, market_body("0.4000", "0.5000")),
+                 ("kalshi", f"{REST}/markets/{M}/orderbook", 1.01 + 5 * i, ob)]
+    res = run_checks(write(str(tmp_path / "two.db"), [("kalshi", 0, snap(1, "0.4000", "0.5000"))], http),
+                     ["freshness"]).result("freshness")
+    assert res.stats["venues"]["kalshi"]["poll_interval_s"] == 5.0
+    assert _row(res, "kalshi", "yes_bid")["polls"] == 10
