@@ -50,5 +50,8 @@ def test_rest_poll_sample_reports_freshness_for_every_venue():
     venues = json.loads(r.stdout)["checks"][0]["stats"]["venues"]
     assert set(venues) == {"kalshi", "coinbase", "kraken", "bitstamp", "gemini"}
     for v, s in venues.items():
-        assert 3.5 <= s["poll_interval_s"] <= 5.5, (v, s["poll_interval_s"])
-        assert 0.5 <= s["staleness"]["mean_s"] <= 5.0, (v, s["staleness"])
+        assert 4.5 <= s["poll_interval_s"] <= 5.5, (v, s["poll_interval_s"])
+        # about half the interval or less on average (Kalshi's quotes rest for seconds, so
+        # REST is often current), at most about the interval (+1 s of the simulator's REST refresh)
+        assert 0.05 <= s["staleness"]["mean_s"] <= 3.5, (v, s["staleness"])
+        assert s["staleness"]["max_s"] <= 6.5, (v, s["staleness"])
