@@ -236,7 +236,8 @@ def judge(r: dict) -> list[tuple[str, bool, str]]:
                     + (f" MISSED {missed}" if missed else "")))
     samples = r["rss"]
     warm = max(30.0, r["minutes"] * 60 / 5)
-    after = [kb for t, kb in samples if t >= warm]
+    end = r["minutes"] * 60 - 4  # leave out the shutdown (the final checkpoint frees the page cache)
+    after = [kb for t, kb in samples if warm <= t <= end]
     if len(after) >= 4:
         first = sum(after[:2]) / 2
         last = sum(after[-2:]) / 2
