@@ -9,6 +9,7 @@ import sys
 import click
 
 from harness.errors import AuthError, ConfigError, HarnessError
+from harness.live.observe import Fanout
 
 
 def load_kalshi_credentials(env=None):
@@ -51,8 +52,13 @@ def load_kalshi_credentials(env=None):
 @click.option("--only", multiple=True, help="with --check: only this check (repeatable or comma-separated)")
 @click.option("--html", "html_path", type=click.Path(dir_okay=False), help="with --check: also write the HTML report here")
 @click.option("--json", "json_path", type=click.Path(dir_okay=False), help="with --check: also write the JSON report here")
+@click.option("--pipeline", "pipeline", is_flag=True,
+              help="run the pipeline (books, BRTI proxy, Kalshi markets, signals) live; signals printed as found")
+@click.option("--pipeline-out", "pipeline_out", type=click.Path(dir_okay=False),
+              help="with --pipeline: the session log file [OUTPUT with .pipeline.db]")
 def command(output, kalshi_series, kalshi_market, kalshi_channels, exchanges, duration, env, config_path,
-            urls, rest_urls, rest_poll, decode, status, seed, check, only, html_path, json_path):
+            urls, rest_urls, rest_poll, decode, status, seed, check, only, html_path, json_path, pipeline,
+            pipeline_out):
     """Record every WebSocket frame (both directions, control frames too) from Kalshi and the
     BTC spot exchanges into a recording, reconnecting through errors, until --duration
     or Ctrl-C (once: finish cleanly; twice: exit at once).
@@ -74,22 +80,31 @@ def command(output, kalshi_series, kalshi_market, kalshi_channels, exchanges, du
         cfg.backoff.seed = seed
     if (only or html_path or json_path) and not check:
         raise ConfigError("--only, --html and --json go with --check", hint="add --check")
+    if pipeline_out and not pipeline:
+        raise ConfigError("--pipeline-out goes with --pipeline", hint="add --pipeline")
     live = _live_checks(only) if check else None
+    live_pipe = None
+    if pipeline:
+        pipeline_out = pipeline_out or _sibling(cfg.output, ".pipeline.db")
+        if os.path.abspath(pipeline_out) == os.path.abspath(cfg.output):
+            raise ConfigError("--pipeline-out must not be the recording itself")
+        live_pipe = _live_pipeline(cfg.output, pipeline_out)
+    observer = Fanout(live, live_pipe) if (live is not None or live_pipe is not None) else None
     creds = load_kalshi_credentials() if "kalshi" in cfg.venues else None
     click.echo(f"recording {', '.join(cfg.venues)} to {cfg.output}"
                + (f" for {cfg.duration_s:g}s" if cfg.duration_s else " until Ctrl-C")
-               + (" with live checks" if live else ""), err=True)
+               + (" with live checks" if live else "") + (" and the pipeline" if live_pipe else ""), err=True)
 
     async def main():
         stop = asyncio.Event()
-        drainer = asyncio.ensure_future(live.run(stop)) if live is not None else None
+        drainers = [asyncio.ensure_future(o.run(stop)) for o in (live, live_pipe) if o is not None]
         try:
             return await run_record(cfg, credentials=creds, install_signals=True, status=status, stop=stop,
-                                    observer=live)
+                                    observer=observer)
         finally:
             stop.set()
-            if drainer is not None:
-                await drainer
+            if drainers:
+                await asyncio.gather(*drainers)
 
     try:
         result = asyncio.run(main())
@@ -118,9 +133,41 @@ def command(output, kalshi_series, kalshi_market, kalshi_channels, exchanges, du
         raise HarnessError("every venue failed; see the messages above")
     if result.stopped_by == "recording_failed":
         raise HarnessError(f"recording to {cfg.output} failed; see the messages above")
+    if live_pipe is not None:
+        from harness.commands.replay import _print_pipeline
+
+        summary = live_pipe.finish()
+        _print_pipeline(summary)
+        if summary["live_frames_not_computed"]:
+            click.echo(f"  the pipeline fell behind: {summary['live_frames_not_computed']:,} frames not computed "
+                       f"(replay the recording for the full run)", err=True)
+        click.echo(f"pipeline session log: {pipeline_out}", err=True)
     if live is not None:
         _report(live, cfg.output, html_path, json_path)
     sys.stdout.flush()
+
+
+def _sibling(path: str, suffix: str) -> str:
+    root, ext = os.path.splitext(path)
+    return root + suffix
+
+
+def _live_pipeline(recording: str, out: str):
+    """The pipeline as a recorder observer; each signal printed (stderr) as it is found."""
+    from rich.console import Console
+
+    from harness.commands.replay import _make_pipeline
+    from harness.pipeline.live import LivePipeline
+    from harness.timeparse import fmt_ns
+
+    err = Console(stderr=True, highlight=False)
+
+    def on_signal(s) -> None:
+        q = s.quote
+        err.print(f"[bold]signal[/bold] {fmt_ns(s.ts_ns)} {s.ticker} {s.side} at {s.price:.4f} fair {s.fair:.4f} "
+                  f"edge {s.edge:+.4f} (YES {q.yes_bid}/{q.yes_ask}, quote {s.quote_age_ns / 1e9:.1f} s old)")
+
+    return LivePipeline(_make_pipeline(recording, out, None), on_signal)
 
 
 def _live_checks(only):

@@ -113,3 +113,26 @@ class ObservedWriter:
                 self._on_http({"method": method, "url": url, "t_recv_ns": t_recv_ns, **kw})
             except Exception as e:  # noqa: BLE001
                 self._fail("on_http", e)
+
+
+class Fanout:
+    """Several observers as one (``record --check --pipeline``): each call goes to every
+    observer that has the method, in order."""
+
+    def __init__(self, *observers):
+        self.observers = [o for o in observers if o is not None]
+        for name in ("on_connection", "on_connection_update", "on_frame", "on_event", "on_http"):
+            fns = [getattr(o, name) for o in self.observers if hasattr(o, name)]
+            if fns:
+                setattr(self, name, _fan(fns))
+
+
+def _fan(fns):
+    if len(fns) == 1:
+        return fns[0]
+
+    def call(*args):
+        for fn in fns:
+            fn(*args)
+
+    return call

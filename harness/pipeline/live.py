@@ -1,0 +1,88 @@
+"""The pipeline live, on what the recorder writes (``harness record --pipeline``).
+
+``LivePipeline`` is a recorder observer (``harness.live.observe``): frames and REST
+exchanges go to a bounded queue (the receive path only appends) that a task drains into
+the same ``Pipeline`` a replay uses. Harness time is each frame's receive time, exactly as
+in a replay of the recording being made, so a live run and a later ``harness replay`` of
+its recording compute the same index and signals (a test holds them equal). Each new
+signal is handed to ``on_signal`` as it is found; the session log (index values, signals,
+settlements) goes to its own file, never into the recording.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections import deque
+
+from harness.frame import Frame
+
+
+class LivePipeline:
+    CHUNK = 500  # queue items between yields to the event loop
+    MAX_QUEUE = 100_000
+
+    def __init__(self, pipeline, on_signal=None, *, max_queue: int = MAX_QUEUE):
+        self.pipe = pipeline
+        self.on_signal = on_signal or (lambda s: None)
+        self.queue: deque = deque()
+        self.max_queue = max_queue
+        self.frames_queued = 0
+        self.dropped = 0  # frames never computed on (the queue was full): the output says so
+        self._signals_seen = 0
+        self._wake: asyncio.Event | None = None
+
+    # -- observer protocol (event loop thread, inside the receive path) --
+    def on_frame(self, frame: Frame) -> None:
+        if self.frames_queued >= self.max_queue:
+            self.dropped += 1
+            return
+        self.frames_queued += 1
+        self.queue.append(("frame", frame))
+        self._kick()
+
+    def on_http(self, exchange: dict) -> None:
+        self.queue.append(("http", exchange))
+        self._kick()
+
+    def _kick(self) -> None:
+        if self._wake is not None:
+            self._wake.set()
+
+    # -- the draining task --
+    async def run(self, stop: asyncio.Event) -> None:
+        """Drain until ``stop`` is set; ``finish`` drains the rest."""
+        from harness.live.rest import SystemClock, sleep_or_event
+
+        self._wake = asyncio.Event()
+        clock = SystemClock()
+        while not stop.is_set():
+            self.drain(self.CHUNK)
+            if self.queue:
+                await asyncio.sleep(0)
+                continue
+            self._wake.clear()
+            await sleep_or_event(clock, 3600.0, self._wake, stop)
+
+    def drain(self, limit: int | None = None) -> None:
+        pipe = self.pipe
+        n = 0
+        while self.queue and (limit is None or n < limit):
+            kind, item = self.queue.popleft()
+            n += 1
+            if kind == "frame":
+                self.frames_queued -= 1
+                pipe.on_frame(item)
+            else:
+                pipe.attach_http([item])
+        sigs = pipe.signals
+        while self._signals_seen < len(sigs):
+            self.on_signal(sigs[self._signals_seen])
+            self._signals_seen += 1
+
+    def finish(self) -> dict:
+        """Drain what is left, close the session log, return the pipeline summary."""
+        self.drain()
+        self.pipe.finish()
+        out = self.pipe.summary()
+        out["live_frames_not_computed"] = self.dropped
+        return out
