@@ -25,6 +25,9 @@ from harness.checks.base import BaseCheck
 BTC_INSTRUMENTS = frozenset({"BTC-USD", "XBT/USD", "BTC/USD", "btcusd", "BTCUSD"})
 
 
+_CHART_GAP_NS = 250_000_000  # at most 4 chart points a second per venue
+
+
 class QualityCheck(BaseCheck):
     name = "quality"
     description = "cross-venue BTC-USD mids, stale venues, Kalshi ticker vs book"
@@ -71,7 +74,11 @@ class QualityCheck(BaseCheck):
 
     def _on_mid(self, f, mid: Decimal) -> None:
         self.mids[f.venue] = (mid, f.t_wall_ns, f.id, f.session_id)
-        self.series["mids"].setdefault(f.venue, []).append((f.t_wall_ns, float(mid)))
+        pts = self.series["mids"].setdefault(f.venue, [])
+        if pts and f.t_wall_ns - pts[-1][0] < _CHART_GAP_NS:  # the chart needs no more; memory stays flat
+            pts[-1] = (pts[-1][0], float(mid))
+        else:
+            pts.append((f.t_wall_ns, float(mid)))
         stale_ns = int(float(self.config.stale_s) * 1e9)
         fresh = {}
         for v, (m, t, fid, sid) in self.mids.items():

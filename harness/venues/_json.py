@@ -150,7 +150,7 @@ class DecCache:
 
     __slots__ = ("venue", "_c", "limit")
 
-    def __init__(self, venue: str, limit: int = 200_000):
+    def __init__(self, venue: str, limit: int = 16_384):
         self.venue = venue
         self._c: dict[str, Decimal] = {}
         self.limit = limit
