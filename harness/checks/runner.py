@@ -126,6 +126,12 @@ class Decoder:
                         pass
         return s
 
+    def forget(self, conn_id: int) -> None:
+        """The connection is over: drop its session (its books) so a long run with many
+        reconnects does not keep every old book (the soak's memory growth)."""
+        self.sessions.pop(conn_id, None)
+        self.session_venue.pop(conn_id, None)
+
     def view(self, f: Frame) -> FrameView:
         v = self.venue(f.venue)
         view = FrameView(f, f.type, venue_known=v is not None)
@@ -294,6 +300,8 @@ class Runner:
         self.last_t_wall_ns = frame.t_wall_ns
         for c in self.checks:
             c.on_frame(view)
+        if frame.opcode == "close" and frame.dir == "in":  # the peer's close: nothing follows
+            self.decoder.forget(frame.conn_id)
         return self._drain()
 
     feed = on_frame
@@ -453,6 +461,8 @@ class LiveChecks:
             cid, cols = item
             row = self._rows.setdefault(cid, {"id": cid})
             row.update(cols)
+            if cols.get("closed_ns") is not None:  # also when it ended without a close frame
+                r.decoder.forget(cid)
             # a handshake is known once it has a status, or once a failed attempt closed
             if cid not in self._judged and ("response_status" in cols or "closed_ns" in cols):
                 self._judge(r, row)

@@ -131,3 +131,33 @@ def test_config_files_and_severity_overrides(tmp_path):
         load_config(bad)
     with pytest.raises(ConfigError):
         Runner(["nope"])
+
+
+def test_a_closed_connections_books_are_let_go(tmp_path):
+    """A long run with many reconnects must not keep every old connection's books (the
+    soak's memory): the peer's close frame ends the connection's session."""
+    import json as _json
+
+    from harness.checks.runner import Runner
+    from harness.store.reader import Recording
+    from tests.helpers import make_recording
+
+    def l2(seq, kind):
+        return _json.dumps({"channel": "l2_data", "client_id": "", "timestamp": "2026-11-25T00:00:00Z",
+                            "sequence_num": seq, "events": [{"type": kind, "product_id": "BTC-USD", "updates": [
+                                {"side": "bid", "event_time": "2026-11-25T00:00:00Z", "price_level": "60000.00",
+                                 "new_quantity": "1.0"}]}]})
+
+    t = 1_790_000_000_000_000_000
+    path = tmp_path / "r.db"
+    make_recording(path, [("coinbase", "in", t, 1, l2(0, "snapshot")), ("coinbase", "in", t + 1, 2, l2(1, "update")),
+                          ("coinbase", "in", t + 2, 3, b"\x03\xe8", "close")])
+    r = Runner(only=["sequence"])
+    with Recording(path) as rec:
+        r.start(rec.connections() if hasattr(rec, "connections") else ())
+        frames = list(rec.frames())
+    for f in frames[:-1]:
+        r.on_frame(f)
+    assert r.decoder.sessions  # the open connection's book is kept
+    r.on_frame(frames[-1])
+    assert not r.decoder.sessions and r.finish().exit_code == 0
