@@ -64,7 +64,8 @@ def run() -> list[Row]:
         rec = Recording(os.path.join(d, "h.db"))
 
         def raw_select():
-            for _ in rec.db.execute("SELECT id, session_id, conn_id, dir, t_wall_ns, t_mono_ns, opcode, payload, type FROM frames ORDER BY t_mono_ns, id"):
+            # the bare sqlite3 connection: no guard, no ordering across sessions, no Frame
+            for _ in rec._raw.execute("SELECT id, session_id, conn_id, dir, t_wall_ns, t_mono_ns, opcode, payload, type FROM frames ORDER BY t_mono_ns, id"):
                 pass
 
         raw_r = best_of(raw_select)
