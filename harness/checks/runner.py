@@ -33,6 +33,7 @@ from harness.checks.base import BaseCheck, CheckResult, Finding, status_of
 from harness.checks.config import CheckConfig
 from harness.errors import ConfigError, DecodeError
 from harness.frame import Frame
+from harness.live.observe import QueueDrainer
 
 CHECK_NAMES = ("endpoint", "auth", "format", "sequence", "latency", "quality", "freshness")
 
@@ -331,7 +332,7 @@ class Runner:
         pass
 
 
-class LiveChecks:
+class LiveChecks(QueueDrainer):
     """The recorder's observer for ``harness record --check``: what the recorder writes goes
     through a queue to the ``Runner`` (a task drains it, so the receive path only appends),
     and each new finding goes to ``on_finding(finding)`` as it happens.
@@ -397,29 +398,7 @@ class LiveChecks:
         self.queue.append(("http", exchange))
         self._kick()
 
-    # -- draining --------------------------------------------------------------------
-    def _kick(self) -> None:
-        if self._wake is not None and not self._wake.is_set():
-            self._wake.set()
-
-    async def run(self, stop) -> None:
-        """Drain the queue until ``stop`` is set (then ``finish`` drains the rest)."""
-        import asyncio
-
-        self._wake = asyncio.Event()
-        while not stop.is_set():
-            self.drain(self.CHUNK)
-            if self.queue:
-                await asyncio.sleep(0)
-                continue
-            self._wake.clear()
-            waits = [asyncio.ensure_future(self._wake.wait()), asyncio.ensure_future(stop.wait())]
-            try:
-                await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
-            finally:
-                for w in waits:
-                    w.cancel()
-
+    # -- draining: run(stop) and _kick() come from QueueDrainer -------------------------
     def drain(self, limit: int | None = None) -> None:
         r = self.runner
         n = 0

@@ -136,3 +136,38 @@ def _fan(fns):
             fn(*args)
 
     return call
+
+
+class QueueDrainer:
+    """Base of the live consumers (checks, pipeline): the observer methods append to
+    ``self.queue`` and call ``_kick()``; ``run(stop)`` is the task that calls
+    ``drain(CHUNK)`` until ``stop`` is set, yielding to the event loop between chunks so
+    the receive path never waits on the consumer."""
+
+    CHUNK = 500
+    _wake = None
+
+    def drain(self, limit: int | None = None) -> None:  # pragma: no cover - overridden
+        raise NotImplementedError
+
+    def _kick(self) -> None:
+        if self._wake is not None and not self._wake.is_set():
+            self._wake.set()
+
+    async def run(self, stop) -> None:
+        import asyncio
+
+        self._wake = asyncio.Event()
+        while not stop.is_set():
+            self.drain(self.CHUNK)
+            if self.queue:
+                await asyncio.sleep(0)
+                continue
+            self._wake.clear()
+            waits = [asyncio.ensure_future(self._wake.wait()), asyncio.ensure_future(stop.wait())]
+            try:
+                await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
+            finally:
+                for w in waits:
+                    w.cancel()
+                await asyncio.gather(*waits, return_exceptions=True)

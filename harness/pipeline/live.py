@@ -11,14 +11,13 @@ settlements) goes to its own file, never into the recording.
 
 from __future__ import annotations
 
-import asyncio
 from collections import deque
 
 from harness.frame import Frame
+from harness.live.observe import QueueDrainer
 
 
-class LivePipeline:
-    CHUNK = 500  # queue items between yields to the event loop
+class LivePipeline(QueueDrainer):
     MAX_QUEUE = 100_000
 
     def __init__(self, pipeline, on_signal=None, *, max_queue: int = MAX_QUEUE):
@@ -29,7 +28,6 @@ class LivePipeline:
         self.frames_queued = 0
         self.dropped = 0  # frames never computed on (the queue was full): the output says so
         self._signals_seen = 0
-        self._wake: asyncio.Event | None = None
 
     # -- observer protocol (event loop thread, inside the receive path) --
     def on_frame(self, frame: Frame) -> None:
@@ -43,25 +41,6 @@ class LivePipeline:
     def on_http(self, exchange: dict) -> None:
         self.queue.append(("http", exchange))
         self._kick()
-
-    def _kick(self) -> None:
-        if self._wake is not None:
-            self._wake.set()
-
-    # -- the draining task --
-    async def run(self, stop: asyncio.Event) -> None:
-        """Drain until ``stop`` is set; ``finish`` drains the rest."""
-        from harness.live.rest import SystemClock, sleep_or_event
-
-        self._wake = asyncio.Event()
-        clock = SystemClock()
-        while not stop.is_set():
-            self.drain(self.CHUNK)
-            if self.queue:
-                await asyncio.sleep(0)
-                continue
-            self._wake.clear()
-            await sleep_or_event(clock, 3600.0, self._wake, stop)
 
     def drain(self, limit: int | None = None) -> None:
         pipe = self.pipe
