@@ -21,7 +21,8 @@ import logging
 
 import orjson
 
-from harness.live.rest import KalshiRest, RestError, SystemClock, sleep_or_event
+from harness.live.rest import KalshiRest, RestError, SystemClock
+from harness.live.waits import sleep_or_event
 
 log = logging.getLogger("harness.live")
 _NS = 1_000_000_000

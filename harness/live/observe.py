@@ -157,6 +157,8 @@ class QueueDrainer:
     async def run(self, stop) -> None:
         import asyncio
 
+        from harness.live.waits import first_of
+
         self._wake = asyncio.Event()
         while not stop.is_set():
             self.drain(self.CHUNK)
@@ -164,10 +166,4 @@ class QueueDrainer:
                 await asyncio.sleep(0)
                 continue
             self._wake.clear()
-            waits = [asyncio.ensure_future(self._wake.wait()), asyncio.ensure_future(stop.wait())]
-            try:
-                await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
-            finally:
-                for w in waits:
-                    w.cancel()
-                await asyncio.gather(*waits, return_exceptions=True)
+            await first_of(self._wake.wait(), stop.wait())

@@ -30,6 +30,7 @@ import aiohttp
 
 from harness.errors import HarnessError
 from harness.live import redact
+from harness.live.waits import sleep_or_event
 
 log = logging.getLogger("harness.live")
 _NS = 1_000_000_000
@@ -69,18 +70,6 @@ class FastClock:
 
     async def sleep(self, seconds: float) -> None:
         await asyncio.sleep(max(0.0, seconds) / self.rate)
-
-
-async def sleep_or_event(clock, seconds: float, *events: asyncio.Event) -> None:
-    """Sleep ``seconds`` on ``clock`` (a fast clock in simulations), or until one of
-    ``events`` is set, whichever comes first; nothing is left running."""
-    waits = [asyncio.ensure_future(clock.sleep(max(seconds, 0.0))), *(asyncio.ensure_future(e.wait()) for e in events)]
-    try:
-        await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
-    finally:
-        for w in waits:
-            w.cancel()
-        await asyncio.gather(*waits, return_exceptions=True)
 
 
 class RestResponse(NamedTuple):

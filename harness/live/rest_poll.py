@@ -31,6 +31,7 @@ from dataclasses import dataclass, field
 from urllib.parse import urlsplit
 
 from harness.live.rest import KalshiRest, RestError
+from harness.live.waits import sleep_or_event
 
 log = logging.getLogger("harness.live")
 
@@ -246,14 +247,7 @@ class RestPoller:
                 return True
             except TimeoutError:
                 return False
-        sleeper = asyncio.ensure_future(self.clock.sleep(seconds))
-        stopper = asyncio.ensure_future(stop.wait())
-        try:
-            await asyncio.wait([sleeper, stopper], return_when=asyncio.FIRST_COMPLETED)
-        finally:
-            sleeper.cancel()
-            stopper.cancel()
-            await asyncio.gather(sleeper, stopper, return_exceptions=True)
+        await sleep_or_event(self.clock, seconds, stop)
         return stop.is_set()
 
     async def _venue_loop(self, venue: str, stop: asyncio.Event, t0: float) -> None:
