@@ -86,10 +86,10 @@ from harness.replay.faults import FaultPlan
 from harness.replay.schedule import Schedule, parse_speed, percentiles
 from harness.replay.venue_flows import (
     KALSHI_CONTROL,
+    KalshiBookCursor,
     KalshiFlow,
     KalshiSub,
     VenueTrack,
-    kalshi_books,
     new_flow,
 )
 from harness.store.reader import Filters, Recording
@@ -222,6 +222,7 @@ class ImpersonationServer:
         self._auth_refused = 0
         self._resume: dict[tuple, int] = {}
         self._server = None
+        self._books_rec: Recording | None = None  # read by get_snapshot answers, opened at the first
         self._tasks: set[asyncio.Task] = set()
         self.rest: rest_replay.RestTable = rest_replay.RestTable()
         self.rest_served = 0
@@ -280,6 +281,9 @@ class ImpersonationServer:
                 t.cancel()
             await self._server.wait_closed()
             self._server = None
+        if self._books_rec is not None:
+            self._books_rec.close()
+            self._books_rec = None
 
     async def serve_forever(self) -> None:
         await self._server.serve_forever()
@@ -401,14 +405,15 @@ class ImpersonationServer:
                 tr.status_frame = payload
                 return
 
-    def _kalshi_books(self, tickers: set[str], upto_fid: int | None) -> dict:
-        """The recorded Kalshi books of ``tickers`` after frame ``upto_fid`` (get_snapshot).
+    def _kalshi_book_cursor(self) -> KalshiBookCursor:
+        """The recorded Kalshi books at a point of one client's stream (get_snapshot).
         Read in the event loop on purpose: the stream cannot move while the answer is built,
-        so the snapshot's seq and content match the point of the stream it is sent at."""
-        if upto_fid is None or not tickers:
-            return {}
-        with Recording(self.path) as rec:
-            return kalshi_books(rec.rows(Filters(venues=("kalshi",), dir="in", opcodes=("text",))), tickers, upto_fid)
+        so the snapshot's seq and content match the point of the stream it is sent at. One
+        cursor per client, reading on from its previous answer (venue_flows.KalshiBookCursor)."""
+        if self._books_rec is None:
+            self._books_rec = Recording(self.path)
+        rec = self._books_rec
+        return KalshiBookCursor(lambda: rec.rows(Filters(venues=("kalshi",), dir="in", opcodes=("text",))))
 
     # -- faults log ------------------------------------------------------------------------
     def _log_fault(self, entry: dict) -> None:
@@ -556,7 +561,7 @@ class ImpersonationServer:
         self._active.add(client.no)
         flow = new_flow(track)
         if venue == "kalshi":
-            flow.books_at = self._kalshi_books
+            flow.books_at = self._kalshi_book_cursor().books
         else:  # replies are stamped with the recorded time this client's stream has reached
             origin = self._origin or 0
             flow.now_ns = lambda: flow.last_t if flow.last_t is not None else origin

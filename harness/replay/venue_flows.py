@@ -36,7 +36,8 @@ Routing of recorded frames
 Kalshi ``update_subscription``: ``ok`` with the sid and the full market list, without a
 seq (optional in the spec; the live recorder does not count one there). ``get_snapshot``
 adds one ``orderbook_snapshot`` per market (``snapshot_frame``) of the recorded book after
-the last frame streamed (``kalshi_books``; the server supplies ``books_at``), each with
+the last frame streamed (``KalshiBookCursor``, one per client, read on from its previous
+answer; the server supplies ``books_at``), each with
 the sid's next seq.
 
 Reply timestamps (Coinbase and Kraken acks, Kraken pongs) come from ``now_ns``, which the
@@ -391,31 +392,61 @@ def snapshot_frame(sid: int, seq: int, ticker: str, market_id: str | None, book)
     return _dumps({"type": "orderbook_snapshot", "sid": sid, "seq": seq, "msg": msg})
 
 
-def kalshi_books(rows, tickers: set[str], upto_fid: int) -> dict:
-    """{ticker: (KalshiBook, market_id)} after the recorded frame ``upto_fid``, rebuilt from
-    ``rows`` (recorded inbound Kalshi rows ``(id, ..., payload, ...)`` in receive order, as
-    ``Recording.rows`` yields them): snapshots replace a book, deltas change it."""
-    from harness.venues import kalshi
+def _apply_kalshi_row(books: dict, payload, kalshi) -> None:
+    """Apply one recorded Kalshi payload (``kalshi``: the venue module) to ``books``
+    {ticker: (KalshiBook, market_id)}: snapshots replace a book, deltas change it."""
+    if not isinstance(payload, str) or '"orderbook_' not in payload:
+        return
+    try:
+        msgs = kalshi.decode(payload)
+    except DecodeError:
+        return
+    for m in msgs:
+        if isinstance(m, (kalshi.OrderbookSnapshot, kalshi.OrderbookDelta)):
+            book, mid = books.get(m.instrument) or (kalshi.KalshiBook(m.instrument), None)
+            if isinstance(m, kalshi.OrderbookSnapshot):
+                book.apply_snapshot(m.yes, m.no)
+            else:
+                book.apply_delta(m.side, m.price, m.delta)
+            books[m.instrument] = (book, m.market_id or mid)
 
-    books: dict = {}
-    for row in rows:
-        fid, payload = row[0], row[7]
-        if isinstance(payload, str) and '"orderbook_' in payload and any(t in payload for t in tickers):
-            try:
-                msgs = kalshi.decode(payload)
-            except DecodeError:
-                msgs = ()
-            for m in msgs:
-                if isinstance(m, (kalshi.OrderbookSnapshot, kalshi.OrderbookDelta)) and m.instrument in tickers:
-                    book, mid = books.get(m.instrument) or (kalshi.KalshiBook(m.instrument), None)
-                    if isinstance(m, kalshi.OrderbookSnapshot):
-                        book.apply_snapshot(m.yes, m.no)
-                    else:
-                        book.apply_delta(m.side, m.price, m.delta)
-                    books[m.instrument] = (book, m.market_id or mid)
-        if fid == upto_fid:
-            break
-    return books
+
+class KalshiBookCursor:
+    """``kalshi_books`` for one client's stream, kept up to date instead of rebuilt: the
+    stream only moves forward, so each ``get_snapshot`` reads just the rows streamed since
+    the previous one (rebuilding from the start made an answer cost the whole recording so
+    far, in the event loop). Every market's book is kept, since a later request may name
+    any of them. ``open_rows()`` gives a fresh iterator over the recorded inbound Kalshi
+    rows in receive order; when ``upto_fid`` is not ahead of the cursor (a stream that went
+    back), it starts again from the beginning.
+
+    The books returned are the cursor's own: render them before the next ``books`` call."""
+
+    def __init__(self, open_rows):
+        self._open = open_rows
+        self._rows = None
+        self._books: dict = {}
+        self.rows_read = 0  # for tests: how much of the recording the answers cost
+
+    def books(self, tickers: set[str], upto_fid: int | None) -> dict:
+        if upto_fid is None or not tickers:
+            return {}
+        if self._rows is None or not self._advance(upto_fid):
+            self._rows, self._books = self._open(), {}
+            self._advance(upto_fid)  # not found at all: the books at the end, as a rebuild would
+        return {t: self._books[t] for t in tickers if t in self._books}
+
+    def _advance(self, upto_fid: int) -> bool:
+        from harness.venues import kalshi
+
+        books = self._books
+        for row in self._rows:
+            self.rows_read += 1
+            _apply_kalshi_row(books, row[7], kalshi)
+            if row[0] == upto_fid:
+                return True
+        self._rows = None
+        return False
 
 
 def _peek_id(payload):
