@@ -63,7 +63,7 @@ def test_inspect_exact(small):
     with Recording(p) as rec:
         f = inspect_recording(rec)
     assert set(f) == {"path", "file_bytes", "schema_version", "sessions", "connections", "frames", "venues", "types",
-                      "gaps", "events", "http", "close_codes"}
+                      "gaps", "events", "http", "close_codes", "session_log"}
     (s,) = f["sessions"]
     assert (s["mode"], s["source"], s["started_ns"], s["ended_ns"], s["frames"], s["connections"]) == \
         ("live", "hand-built test", T0, T0 + 11 * S, 8, 2)
@@ -89,7 +89,10 @@ def test_inspect_exact(small):
     assert f["events"] == {"total": 3, "by_kind": {"connect": 2, "note": 1}}
     assert f["http"] == {"total": 1, "by_venue": {"kraken": 1}, "response_bytes": 3}
     assert f["close_codes"] == {"1000": 1}
-    assert f["schema_version"] == 1 and f["file_bytes"] == p.stat().st_size
+    assert f["schema_version"] == 2 and f["file_bytes"] == p.stat().st_size
+    # a version-2 file recorded without --pipeline: the session log's tables, empty
+    assert f["session_log"] == {"index_values": 0, "index_valid": 0, "signals": 0, "settlements": 0,
+                                "first_ns": None, "last_ns": None, "by_session": {}}
 
 
 def test_inspect_gap_threshold_and_cap(small):

@@ -31,7 +31,8 @@ def _s(x: float | None, fmt: str = "{:.1f}") -> str:
               help="List at most this many gaps (all are counted).")
 def command(recording: str, as_json: bool, gap_threshold: float, max_gaps: int) -> None:
     """Summarize RECORDING: sessions, connections, frame counts by venue, direction and
-    type, bytes, time span, inbound message rates, gaps, events and HTTP rows.
+    type, bytes, time span, inbound message rates, gaps, events and HTTP rows, and the
+    session log a live `record --pipeline` wrote (index values, signals, settlements).
 
     \b
     --json keys (times *_ns are Unix ns, durations *_s seconds, null when unknown):
@@ -51,6 +52,9 @@ def command(recording: str, as_json: bool, gap_threshold: float, max_gaps: int) 
       events: total, by_kind{kind: n}
       http: total, by_venue{venue: n}, response_bytes
       close_codes: {code: n}
+      session_log: index_values, index_valid, signals, settlements, first_ns,
+                  last_ns, by_session{session_id: {index_values, signals,
+                  settlements}}  (null: a version-1 recording)
     See docs/formats.md for the exact definitions.
     """
     with Recording(recording) as rec:
@@ -133,3 +137,11 @@ def _render(f: dict) -> None:
     con.print(f"[bold]http[/bold]: {h['total']}" + (" (" + ", ".join(f"{k} {n}" for k, n in h["by_venue"].items()) + f"; {h['response_bytes']:,} body bytes)" if h["total"] else ""))
     if f["close_codes"]:
         con.print("[bold]close codes[/bold]: " + ", ".join(f"{k}: {n}" for k, n in f["close_codes"].items()))
+    sl = f.get("session_log")
+    if sl is not None:  # null: a version-1 recording, which cannot hold one
+        if sl["index_values"] or sl["signals"] or sl["settlements"]:
+            con.print(f"[bold]session log[/bold] (record --pipeline): {sl['index_values']:,} index values "
+                      f"({sl['index_valid']:,} valid, {_t(sl['first_ns'])} .. {_t(sl['last_ns'])} UTC), "
+                      f"{sl['signals']:,} signals, {sl['settlements']:,} settlements")
+        else:
+            con.print("[bold]session log[/bold]: empty (recorded without --pipeline)")

@@ -30,6 +30,10 @@ values are ``null``):
 - ``events``: ``{total, by_kind: {kind: n}}``
 - ``http``: ``{total, by_venue: {venue: n}, response_bytes}``
 - ``close_codes``: ``{code: n}`` over connections with a known close code (keys strings)
+- ``session_log``: what ``harness record --pipeline`` wrote into the recording (schema
+  version 2): ``{index_values, index_valid, signals, settlements, first_ns, last_ns,
+  by_session: {session_id: {index_values, signals, settlements}}}`` (first/last: the index
+  rows' ``ts_ns``); ``null`` for a version-1 file, which has no such tables
 """
 
 from __future__ import annotations
@@ -37,6 +41,7 @@ from __future__ import annotations
 import os
 from collections import defaultdict
 
+from harness.store import schema
 from harness.store.reader import Recording, _json
 
 NS = 1_000_000_000
@@ -223,4 +228,22 @@ def inspect_recording(rec: Recording, *, gap_threshold_s: float = 5.0, max_gaps:
         "events": {"total": sum(by_kind.values()), "by_kind": by_kind},
         "http": {"total": http_total, "by_venue": http_by_venue, "response_bytes": http_bytes},
         "close_codes": dict(sorted(close_codes.items())),
+        "session_log": _session_log(db),
+    }
+
+
+def _session_log(db) -> dict | None:
+    if not schema.has_session_log(db):
+        return None
+    by_session: dict[str, dict] = {}
+    for table in schema.SESSION_LOG_TABLES:
+        for sid, n in db.execute(f"SELECT session_id, count(*) FROM {table} GROUP BY session_id ORDER BY session_id"):
+            by_session.setdefault(str(sid), dict.fromkeys(schema.SESSION_LOG_TABLES, 0))[table] = n
+    n, valid, first, last = db.execute(
+        "SELECT count(*), coalesce(sum(valid), 0), min(ts_ns), max(ts_ns) FROM index_values").fetchone()
+    return {
+        "index_values": n, "index_valid": valid,
+        "signals": sum(s["signals"] for s in by_session.values()),
+        "settlements": sum(s["settlements"] for s in by_session.values()),
+        "first_ns": first, "last_ns": last, "by_session": by_session,
     }

@@ -3,16 +3,31 @@
 ``PRAGMA application_id`` marks the file as a harness recording; ``PRAGMA user_version``
 is the schema version. Column names of ``frames`` are a public contract (scripts and
 Datasette queries rely on them): add columns, never rename.
+
+Version 2 adds the live session log: ``index_values`` (one row per index tick),
+``signals`` and ``settlements``, written by ``harness record --pipeline`` through the
+recorder's writer thread. Their columns are those of the separate session log
+``harness replay --out`` writes (``harness.pipeline.output``) plus ``session_id`` (and an
+``id``), so one query (``SELECT ts_ns, value FROM index_values``) works on both files;
+they are a public contract like ``frames``.
+
+The three tables are created in every version-2 file, pipeline or not: a query or a
+Datasette facet then works on any recording (empty = no pipeline ran) instead of failing
+with "no such table", the writer needs no DDL mid-recording, and they cost a few empty
+pages. Appending to a version-1 file adds them and marks it version 2 (tables are only
+ever added). Readers accept versions 1 and 2 and never require the new tables
+(``has_session_log``), so the committed version-1 recordings read unchanged.
 """
 
 from __future__ import annotations
 
+import re
 import sqlite3
 
 from harness.errors import RecordingError
 
 APPLICATION_ID = 0x4B48524E  # "KHRN": Kalshi harness recording
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 
 SESSION_MODES = ("live", "import", "simulate", "replay-capture")
 EVENT_KINDS = ("connect", "disconnect", "reconnect", "gap", "error", "note", "fault", "finding")
@@ -83,14 +98,118 @@ CREATE TABLE IF NOT EXISTS http (
 );
 """
 
+# Version 2: the pipeline's session log, live (``harness record --pipeline``). No UNIQUE or
+# NOT NULL beyond the ids and times: a derived row must never be able to fail the
+# transaction that also carries frames.
+SESSION_LOG_DDL = """
+CREATE TABLE IF NOT EXISTS index_values (
+    id             INTEGER PRIMARY KEY,
+    session_id     INTEGER NOT NULL,
+    ts_ns          INTEGER NOT NULL,            -- cadence boundary (harness time = receive wall time, Unix ns)
+    value          REAL,                        -- BRTI proxy; NULL when invalid
+    valid          INTEGER,                     -- 0/1
+    published      INTEGER,                     -- 0/1: a whole-second value
+    reason         TEXT,                        -- why invalid (too_few_venues ...)
+    venues         TEXT,                        -- admitted venues, comma-separated
+    excluded       TEXT,                        -- JSON {venue: stale|empty|crossed_book|erroneous}
+    baseline       REAL,                        -- size-weighted top-of-book mid of fresh venues
+    utilized_depth REAL,
+    size_cap       REAL,
+    sigma          REAL                         -- EWMA volatility of log returns (per sqrt second)
+);
+CREATE INDEX IF NOT EXISTS index_values_by_time ON index_values(session_id, ts_ns);
+CREATE TABLE IF NOT EXISTS signals (
+    id               INTEGER PRIMARY KEY,
+    session_id       INTEGER NOT NULL,
+    ts_ns            INTEGER NOT NULL,          -- tick the signal fired on
+    ticker           TEXT,
+    side             TEXT,                      -- buy_yes | sell_yes
+    first_ts_ns      INTEGER,                   -- first tick the edge was seen (persistence)
+    edge             REAL,
+    edge_first       REAL,
+    price            REAL,
+    size             REAL,
+    fee_per_contract REAL,
+    fair             REAL,                      -- model probability of YES
+    index_value      REAL,
+    index_ts_ns      INTEGER,
+    sigma            REAL,
+    yes_bid          REAL,
+    yes_ask          REAL,
+    quote_ts_ns      INTEGER,                   -- the Kalshi quote's last update
+    quote_age_ns     INTEGER,
+    index_at_quote   REAL,
+    index_move       REAL                       -- index now - index at the quote's update
+);
+CREATE INDEX IF NOT EXISTS signals_by_time ON signals(session_id, ts_ns);
+CREATE TABLE IF NOT EXISTS settlements (
+    id                INTEGER PRIMARY KEY,
+    session_id        INTEGER NOT NULL,
+    ticker            TEXT,
+    close_ns          INTEGER,
+    strike_type       TEXT,
+    floor_strike      REAL,
+    cap_strike        REAL,
+    strike_source     TEXT,
+    settlement_value  REAL,
+    settlement_source TEXT,
+    result            TEXT,
+    proxy_avg         REAL,                     -- the proxy's 60 s average before the close
+    proxy_n           INTEGER,
+    proxy_error       REAL,                     -- proxy_avg - settlement_value
+    baseline_avg      REAL,
+    baseline_n        INTEGER,
+    baseline_error    REAL,
+    proxy_outcome     TEXT,
+    outcome_agrees    INTEGER
+);
+"""
+SESSION_LOG_TABLES = ("index_values", "signals", "settlements")
+# The columns shared with the separate session log (harness.pipeline.output), in row order:
+# the pipeline hands rows in this order to either file.
+INDEX_COLS = ("ts_ns", "value", "valid", "published", "reason", "venues", "excluded", "baseline",
+              "utilized_depth", "size_cap", "sigma")
+SIGNAL_COLS = ("ts_ns", "ticker", "side", "first_ts_ns", "edge", "edge_first", "price", "size",
+               "fee_per_contract", "fair", "index_value", "index_ts_ns", "sigma", "yes_bid", "yes_ask",
+               "quote_ts_ns", "quote_age_ns", "index_at_quote", "index_move")
+SETTLEMENT_COLS = ("ticker", "close_ns", "strike_type", "floor_strike", "cap_strike", "strike_source",
+                   "settlement_value", "settlement_source", "result", "proxy_avg", "proxy_n",
+                   "proxy_error", "baseline_avg", "baseline_n", "baseline_error", "proxy_outcome",
+                   "outcome_agrees")
+
 REQUIRED_TABLES = ("sessions", "connections", "frames", "events", "http")
 FRAME_COLUMNS = ("id", "session_id", "conn_id", "dir", "t_wall_ns", "t_mono_ns", "opcode", "payload", "type", "size")
 
 
+def compact(ddl: str) -> str:
+    """The DDL without its comments and spare blanks, as stored in ``sqlite_master``: the
+    whole schema then fits the file's first page, so a file damaged further on still opens
+    (and its frames before the damage can be read). The comments above are the docs."""
+    ddl = re.sub(r"--[^\n]*", "", ddl)
+    return re.sub(r"\s*([(),;])\s*", r"\1", re.sub(r"\s+", " ", ddl)).strip()
+
+
 def create(conn: sqlite3.Connection) -> None:
-    conn.executescript(DDL)
+    conn.executescript(compact(DDL + SESSION_LOG_DDL))
     conn.execute(f"PRAGMA application_id = {APPLICATION_ID}")
     conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+
+
+def upgrade(conn: sqlite3.Connection) -> None:
+    """Bring a verified older recording up to this version before appending to it (only
+    adds tables). The caller holds the writer's lock."""
+    if conn.execute("PRAGMA user_version").fetchone()[0] < SCHEMA_VERSION:
+        conn.executescript(compact(SESSION_LOG_DDL))
+        conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+
+
+def tables(conn) -> set[str]:
+    return {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type='table'")}
+
+
+def has_session_log(conn) -> bool:
+    """True when the file has the version-2 session-log tables (a version-1 file has not)."""
+    return set(SESSION_LOG_TABLES) <= tables(conn)
 
 
 def verify(conn: sqlite3.Connection, path: str) -> None:

@@ -8,6 +8,12 @@ at most one commit window. ``close()`` flushes everything, closes the session ro
 switches the file from WAL back to a single self-contained file.
 
 A file lock refuses a second writer on the same file with a clear message.
+
+The live pipeline's session log (``index_value``, ``signal``, ``settlement``: schema
+version 2) rides the same thread and transactions: rows are queued without waking the
+thread (5 Hz index rows, rare signals) and go in with the next batch, so a crash loses at
+most the same commit window as frames. A derived row that SQLite refuses is counted in
+``session_log_errors`` and dropped: it must never fail the transaction carrying frames.
 """
 
 from __future__ import annotations
@@ -37,6 +43,19 @@ _FRAME_SQL = (
 # convoying on the GIL, and is faster on its own too (see BENCHMARKS.md).
 _ROWS_PER_STMT = 100
 _FRAME_SQL_MULTI = _FRAME_SQL + ",(?,?,?,?,?,?,?,?,?,?)" * (_ROWS_PER_STMT - 1)
+
+
+def _derived_sql(table: str, cols: tuple[str, ...]) -> str:
+    return f"INSERT INTO {table} (session_id, {', '.join(cols)}) VALUES (?{',?' * len(cols)})"
+
+
+_INDEX_SQL = _derived_sql("index_values", schema.INDEX_COLS)
+_SIGNAL_SQL = _derived_sql("signals", schema.SIGNAL_COLS)
+_SETTLEMENT_SQL = _derived_sql("settlements", schema.SETTLEMENT_COLS)
+# what a malformed derived row raises (wrong arity, a type sqlite3 cannot bind): its own
+# problem, never the recording's. Disk and file errors are OperationalError: not caught.
+_BAD_ROW = (sqlite3.IntegrityError, sqlite3.InterfaceError, sqlite3.ProgrammingError, TypeError, ValueError,
+            OverflowError)
 
 
 def _dumps(obj) -> str | None:
@@ -108,6 +127,7 @@ class RecordingWriter:
             existing = self._db.execute("SELECT count(*) FROM sqlite_master").fetchone()[0]
             if existing:
                 schema.verify(self._db, self.path)
+                schema.upgrade(self._db)
             else:
                 schema.create(self._db)
             self._frame_ids = itertools.count(self._max_id("frames") + 1)
@@ -126,6 +146,9 @@ class RecordingWriter:
         self._conn_venue: dict[int, str] = {}
         self._frames: deque = deque()
         self._ops: deque = deque()  # (sql, params) for sessions/connections/events/http
+        self._derived: deque = deque()  # (sql, params): the session log, never waking the thread
+        self.session_log_rows = 0
+        self.session_log_errors = 0
         self._wake = threading.Event()
         self._stop = False
         self._closed = False
@@ -261,6 +284,25 @@ class RecordingWriter:
              _dumps(response_headers), response_body, t_sent_ns, t_recv_ns, t_sent_mono_ns, t_recv_mono_ns),
         )
 
+    # -- the live session log (schema version 2) --------------------------------------------
+    def index_value(self, row: tuple) -> None:
+        """One index tick, columns ``schema.INDEX_COLS`` in order."""
+        self._derive(_INDEX_SQL, row)
+
+    def signal(self, row: tuple) -> None:
+        """One signal, columns ``schema.SIGNAL_COLS`` in order."""
+        self._derive(_SIGNAL_SQL, row)
+
+    def settlement(self, row: tuple) -> None:
+        """One settled market's evaluation, columns ``schema.SETTLEMENT_COLS`` in order."""
+        self._derive(_SETTLEMENT_SQL, row)
+
+    def _derive(self, sql: str, row: tuple) -> None:
+        # No wake: the thread's batch_ms timer picks it up. After a write error the rows are
+        # dropped quietly: frame()/close() already report the failure.
+        if self.error is None and not self._closed:
+            self._derived.append((sql, (self.session_id, *row)))
+
     def _op(self, sql: str, params: tuple) -> None:
         if self.error is not None:
             self._raise_error()
@@ -282,22 +324,30 @@ class RecordingWriter:
                 return
 
     def _flush(self) -> None:
-        ops, frames = self._ops, self._frames
-        if not ops and not frames:
+        ops, frames, derived = self._ops, self._frames, self._derived
+        if not ops and not frames and not derived:
             return
         db = self._db
         pop = frames.popleft
         first = True
+        # Each derived row was queued after the frames it was computed from: the rows queued
+        # now go in the transaction holding the last of the frames queued now, so a crash
+        # never leaves an index row on disk without its frames.
+        n_derived, frames_before = len(derived), len(frames)
         # One transaction per batch_frames: a single huge transaction spills SQLite's page
         # cache and is slower than several of the optimal size.
         while first or frames:
             first = False
             n = min(len(frames), self.batch_frames)
+            frames_before -= n
             db.execute("BEGIN")
             try:
                 while ops:
                     sql, params = ops.popleft()
                     db.execute(sql, params)
+                if n_derived and frames_before <= 0:
+                    self._insert_derived(db, n_derived)
+                    n_derived = 0
                 if n:
                     if self._classify is None:
                         rows = [pop() for _ in range(n)]
@@ -311,6 +361,16 @@ class RecordingWriter:
                 if db.in_transaction:
                     db.execute("ROLLBACK")
                 raise
+
+    def _insert_derived(self, db: sqlite3.Connection, n: int) -> None:
+        pop = self._derived.popleft
+        for _ in range(n):
+            sql, params = pop()
+            try:
+                db.execute(sql, params)
+                self.session_log_rows += 1
+            except _BAD_ROW:
+                self.session_log_errors += 1
 
     def _typed(self, row: tuple) -> tuple:
         if row[8] is None and row[6] == "text":
@@ -333,7 +393,7 @@ class RecordingWriter:
     def flush(self, timeout: float = 10.0) -> None:
         """Block until everything queued so far is committed."""
         deadline = time.monotonic() + timeout
-        while (self._frames or self._ops) and self.error is None and self._thread.is_alive():
+        while (self._frames or self._ops or self._derived) and self.error is None and self._thread.is_alive():
             self._wake.set()
             if time.monotonic() > deadline:
                 raise RecordingError(f"flushing {self.path} timed out")
