@@ -53,12 +53,10 @@ def load_kalshi_credentials(env=None):
 @click.option("--html", "html_path", type=click.Path(dir_okay=False), help="with --check: also write the HTML report here")
 @click.option("--json", "json_path", type=click.Path(dir_okay=False), help="with --check: also write the JSON report here")
 @click.option("--pipeline", "pipeline", is_flag=True,
-              help="run the pipeline (books, BRTI proxy, Kalshi markets, signals) live; signals printed as found")
-@click.option("--pipeline-out", "pipeline_out", type=click.Path(dir_okay=False),
-              help="with --pipeline: the session log file [OUTPUT with .pipeline.db]")
+              help="run the pipeline (books, BRTI proxy, Kalshi markets, signals) live; signals printed as found, "
+                   "index values, signals and settlements written into the recording")
 def command(output, kalshi_series, kalshi_market, kalshi_channels, exchanges, duration, env, config_path,
-            urls, rest_urls, rest_poll, decode, status, seed, check, only, html_path, json_path, pipeline,
-            pipeline_out):
+            urls, rest_urls, rest_poll, decode, status, seed, check, only, html_path, json_path, pipeline):
     """Record every WebSocket frame (both directions, control frames too) from Kalshi and the
     BTC spot exchanges into a recording, reconnecting through errors, until --duration
     or Ctrl-C (once: finish cleanly; twice: exit at once).
@@ -67,7 +65,11 @@ def command(output, kalshi_series, kalshi_market, kalshi_channels, exchanges, du
 
     With --check, the checks of `harness check` run on the frames as they are written: a
     finding is printed (stderr) as it happens, the report at the end (stdout), exit 1 when
-    a check fails (unless the recording itself failed)."""
+    a check fails (unless the recording itself failed).
+
+    With --pipeline, the pipeline runs on the frames as they are written and its session
+    log (tables index_values, signals, settlements) goes into the recording itself, through
+    the recorder's writer; `harness replay REC` later says whether it computes the same."""
     from harness.config import build_config
     from harness.live.manager import run_record
 
@@ -80,17 +82,12 @@ def command(output, kalshi_series, kalshi_market, kalshi_channels, exchanges, du
         cfg.backoff.seed = seed
     if (only or html_path or json_path) and not check:
         raise ConfigError("--only, --html and --json go with --check", hint="add --check")
-    if pipeline_out and not pipeline:
-        raise ConfigError("--pipeline-out goes with --pipeline", hint="add --pipeline")
     live = _live_checks(only) if check else None
-    live_pipe = None
-    if pipeline:
-        pipeline_out = pipeline_out or _sibling(cfg.output, ".pipeline.db")
-        if os.path.abspath(pipeline_out) == os.path.abspath(cfg.output):
-            raise ConfigError("--pipeline-out must not be the recording itself")
-        live_pipe = _live_pipeline(cfg.output, pipeline_out)
-    observer = Fanout(live, live_pipe) if (live is not None or live_pipe is not None) else None
     creds = load_kalshi_credentials() if "kalshi" in cfg.venues else None
+    live_pipe = writer = None
+    if pipeline:
+        live_pipe, writer = _live_pipeline(cfg)
+    observer = Fanout(live, live_pipe) if (live is not None or live_pipe is not None) else None
     click.echo(f"recording {', '.join(cfg.venues)} to {cfg.output}"
                + (f" for {cfg.duration_s:g}s" if cfg.duration_s else " until Ctrl-C")
                + (" with live checks" if live else "") + (" and the pipeline" if live_pipe else ""), err=True)
@@ -100,17 +97,27 @@ def command(output, kalshi_series, kalshi_market, kalshi_channels, exchanges, du
         drainers = [asyncio.ensure_future(o.run(stop)) for o in (live, live_pipe) if o is not None]
         try:
             return await run_record(cfg, credentials=creds, install_signals=True, status=status, stop=stop,
-                                    observer=observer)
+                                    observer=observer, writer=writer)
         finally:
             stop.set()
             if drainers:
                 await asyncio.gather(*drainers)
 
+    summary = None
     try:
-        result = asyncio.run(main())
-    except KeyboardInterrupt:  # signal handlers not installable: still a clean exit
-        click.echo("interrupted", err=True)
-        return
+        try:
+            result = asyncio.run(main())
+        except KeyboardInterrupt:  # signal handlers not installable: still a clean exit
+            click.echo("interrupted", err=True)
+            return
+        if live_pipe is not None:
+            # the rest of the session log (the queue's tail, settlements) goes in before the close
+            summary = live_pipe.finish()
+    finally:
+        if writer is not None:
+            writer.close()
+    if writer is not None:
+        result.frames_written = writer.frames_written
     for name, s in result.stats.items():
         line = f"  {name}: {s.frames_in:,} messages, {s.connects} connection(s), {s.reconnects} reconnect(s)"
         if s.fatal:
@@ -133,31 +140,32 @@ def command(output, kalshi_series, kalshi_market, kalshi_channels, exchanges, du
         raise HarnessError("every venue failed; see the messages above")
     if result.stopped_by == "recording_failed":
         raise HarnessError(f"recording to {cfg.output} failed; see the messages above")
-    if live_pipe is not None:
+    if summary is not None:
         from harness.commands.replay import _print_pipeline
 
-        summary = live_pipe.finish()
         _print_pipeline(summary)
         if summary["live_frames_not_computed"]:
             click.echo(f"  the pipeline fell behind: {summary['live_frames_not_computed']:,} frames not computed "
                        f"(replay the recording for the full run)", err=True)
-        click.echo(f"pipeline session log: {pipeline_out}", err=True)
+        bad = f", {writer.session_log_errors:,} refused" if writer.session_log_errors else ""
+        click.echo(f"pipeline session log: {writer.session_log_rows:,} rows in {cfg.output} "
+                   f"(index_values, signals, settlements{bad})", err=True)
     if live is not None:
         _report(live, cfg.output, html_path, json_path)
     sys.stdout.flush()
 
 
-def _sibling(path: str, suffix: str) -> str:
-    root, ext = os.path.splitext(path)
-    return root + suffix
-
-
-def _live_pipeline(recording: str, out: str):
-    """The pipeline as a recorder observer; each signal printed (stderr) as it is found."""
+def _live_pipeline(cfg):
+    """The pipeline as a recorder observer, each signal printed (stderr) as it is found, and
+    the recording's writer (opened here so the session log can be written through it until
+    the pipeline has finished; the session row's config carries the pipeline's)."""
     from rich.console import Console
 
+    from harness import venues
     from harness.commands.replay import _make_pipeline
     from harness.pipeline.live import LivePipeline
+    from harness.pipeline.output import RecordingLog, pipeline_meta
+    from harness.store.writer import RecordingWriter
     from harness.timeparse import fmt_ns
 
     err = Console(stderr=True, highlight=False)
@@ -167,7 +175,12 @@ def _live_pipeline(recording: str, out: str):
         err.print(f"[bold]signal[/bold] {fmt_ns(s.ts_ns)} {s.ticker} {s.side} at {s.price:.4f} fair {s.fair:.4f} "
                   f"edge {s.edge:+.4f} (YES {q.yes_bid}/{q.yes_ask}, quote {s.quote_age_ns / 1e9:.1f} s old)")
 
-    return LivePipeline(_make_pipeline(recording, out, None), on_signal)
+    pipe = _make_pipeline(cfg.output, None, None)
+    os.makedirs(os.path.dirname(os.path.abspath(cfg.output)), exist_ok=True)
+    writer = RecordingWriter(cfg.output, mode="live", config={**cfg.to_json(), "pipeline": pipeline_meta(pipe)},
+                             source="harness record: " + ",".join(cfg.venues), classify=venues.classify)
+    pipe.log = RecordingLog(writer)
+    return LivePipeline(pipe, on_signal), writer
 
 
 def _live_checks(only):

@@ -99,6 +99,12 @@ def command(recording, speed, precise, venue, type_, dir_, t_from, t_to, as_json
             if pipe is not None and pipe.log is not None:
                 pipe.log.abort()  # no half-written session log under the final name
             raise
+        # a live `record --pipeline` left its index in the recording: same as this replay's?
+        recorded = None
+        if pipe is not None and filters == Filters():
+            from harness.pipeline.output import compare_recorded
+
+            recorded = compare_recorded(rec.db, pipe)
     summary = stats.as_dict()
     summary["recording"] = recording
     summary["first_frame"] = fmt_ns(stats.first_t_ns)
@@ -108,6 +114,8 @@ def command(recording, speed, precise, venue, type_, dir_, t_from, t_to, as_json
     if pipe is not None:
         pipe.finish()
         summary["pipeline"] = pipe.summary()
+        if recorded is not None:
+            summary["pipeline"]["recorded"] = recorded
         if out:
             summary["pipeline"]["out"] = out
     if as_json:
@@ -194,6 +202,10 @@ def _print_pipeline(p: dict) -> None:
         con.print(t)
     if p.get("decode_errors"):
         con.print(f"decode errors: {p['decode_errors']}")
+    if p.get("recorded"):
+        from harness.pipeline.output import describe_comparison
+
+        con.print(describe_comparison(p["recorded"]))
     if p.get("out"):
         con.print(f"session log written to {p['out']}")
 

@@ -311,12 +311,15 @@ async def run_record(
     status: bool | None = None,
     stop: asyncio.Event | None = None,
     observer=None,
+    writer=None,
 ) -> RecordResult:
     """Record until the duration ends, ``stop`` is set, a signal arrives or every venue
-    has failed for good. Returns per-venue stats; the recording is closed on return.
+    has failed for good. Returns per-venue stats; the recording is closed on return unless
+    the caller passed ``writer`` (a ``RecordingWriter`` it opened and closes itself: `record
+    --pipeline` writes the rest of its session log through it after the stop).
     ``observer`` (see ``harness.live.observe``) is told of every frame, connection, event and
     HTTP exchange as it is written."""
-    rec = Recorder(cfg, credentials=credentials, clock=clock, rng=rng, observer=observer)
+    rec = Recorder(cfg, credentials=credentials, clock=clock, rng=rng, observer=observer, writer=writer)
     if stop is not None:
         rec.stop = stop
     loop = asyncio.get_running_loop()

@@ -5,8 +5,10 @@ exchanges go to a bounded queue (the receive path only appends) that a task drai
 the same ``Pipeline`` a replay uses. Harness time is each frame's receive time, exactly as
 in a replay of the recording being made, so a live run and a later ``harness replay`` of
 its recording compute the same index and signals (a test holds them equal). Each new
-signal is handed to ``on_signal`` as it is found; the session log (index values, signals,
-settlements) goes to its own file, never into the recording.
+signal is handed to ``on_signal`` as it is found. The pipeline's log, for
+``harness record --pipeline`` an ``output.RecordingLog``, writes the index values, signals
+and settlements into the recording through the recorder's own writer (queued with the
+frames, never a second connection): the writer must stay open until ``finish()``.
 """
 
 from __future__ import annotations

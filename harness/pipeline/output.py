@@ -1,4 +1,5 @@
-"""The pipeline's session log: a separate SQLite file (``harness replay REC --out OUT.db``).
+"""The pipeline's session log: a separate SQLite file (``harness replay REC --out OUT.db``),
+or, live, the recording itself (``RecordingLog``: ``harness record --pipeline``).
 
 Never the recording being replayed: ``SessionLog`` refuses a path that is the recording
 (same file), and a recording opened for replay is read-only anyway. The log is written to
@@ -32,16 +33,24 @@ Schema (``PRAGMA application_id = 0x4B48504C`` "KHPL", ``user_version = 1``)::
                 proxy_outcome TEXT, outcome_agrees INTEGER)
 
 Rows are buffered and inserted with ``executemany`` every ``flush_rows`` rows.
+
+``RecordingLog`` hands the same rows to the recorder's ``RecordingWriter`` (its tables
+``index_values``/``signals``/``settlements``, schema version 2: the same columns plus
+``session_id``), so the recording has a single writer. ``compare_recorded`` tells how the
+rows a live run left in a recording compare with a replay's.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import sqlite3
 from typing import Any
 
 from harness.errors import ConfigError, RecordingError
+from harness.store import schema
+from harness.store.schema import INDEX_COLS, SETTLEMENT_COLS, SIGNAL_COLS
 
 APPLICATION_ID = 0x4B48504C  # "KHPL"
 VERSION = 1
@@ -65,15 +74,8 @@ CREATE TABLE settlements (
     baseline_n INTEGER, baseline_error REAL, proxy_outcome TEXT, outcome_agrees INTEGER);
 """
 
-INDEX_COLS = ("ts_ns", "value", "valid", "published", "reason", "venues", "excluded", "baseline",
-              "utilized_depth", "size_cap", "sigma")
-SIGNAL_COLS = ("ts_ns", "ticker", "side", "first_ts_ns", "edge", "edge_first", "price", "size",
-               "fee_per_contract", "fair", "index_value", "index_ts_ns", "sigma", "yes_bid", "yes_ask",
-               "quote_ts_ns", "quote_age_ns", "index_at_quote", "index_move")
-SETTLEMENT_COLS = ("ticker", "close_ns", "strike_type", "floor_strike", "cap_strike", "strike_source",
-                   "settlement_value", "settlement_source", "result", "proxy_avg", "proxy_n",
-                   "proxy_error", "baseline_avg", "baseline_n", "baseline_error", "proxy_outcome",
-                   "outcome_agrees")
+__all__ = ["INDEX_COLS", "SETTLEMENT_COLS", "SIGNAL_COLS", "RecordingLog", "SessionLog", "compare_recorded",
+           "describe_comparison", "pipeline_meta", "settlement_row", "signal_row"]
 
 
 def _same_file(a: str, b: str) -> bool:
@@ -88,6 +90,17 @@ def signal_row(s: Any) -> tuple:
     return (s.ts_ns, s.ticker, s.side, s.first_ts_ns, s.edge, s.edge_first, s.price, s.size,
             s.fee_per_contract, s.fair, s.index_value, s.index_ts_ns, s.sigma, q.yes_bid, q.yes_ask,
             q.last_update_ns, s.quote_age_ns, s.index_at_quote, s.index_move)
+
+
+def settlement_row(e: Any) -> tuple:
+    return tuple(getattr(e, c) if c != "outcome_agrees" else (None if e.outcome_agrees is None else int(e.outcome_agrees))
+                 for c in SETTLEMENT_COLS)
+
+
+def pipeline_meta(pipe: Any) -> dict:
+    """What a session log records about the pipeline that produced it."""
+    return {"config": {r["section"] + "." + r["name"]: r["value"] for r in pipe.config.describe()},
+            "book_levels": {"band": pipe.band, "min_levels": pipe.min_levels, "max_levels": pipe.max_levels}}
 
 
 class SessionLog:
@@ -140,8 +153,7 @@ class SessionLog:
     def settlements(self, evals: list) -> None:
         self.db.executemany(
             f"INSERT OR REPLACE INTO settlements ({','.join(SETTLEMENT_COLS)}) VALUES ({','.join('?' * len(SETTLEMENT_COLS))})",
-            [tuple(getattr(e, c) if c != "outcome_agrees" else (None if e.outcome_agrees is None else int(e.outcome_agrees))
-                   for c in SETTLEMENT_COLS) for e in evals],
+            [settlement_row(e) for e in evals],
         )
 
     def flush(self) -> None:
@@ -176,3 +188,142 @@ class SessionLog:
             os.unlink(self.tmp)
         except OSError:
             pass
+
+
+class RecordingLog:
+    """The session log of a live run, written into the recording being made through its
+    ``RecordingWriter`` (the one writer of the file; rows go in with the frames' batches).
+
+    Same interface as ``SessionLog`` (the ``Pipeline.log`` object). The pipeline's meta
+    (config, book levels) belongs in the session row's ``config`` (``pipeline_meta``),
+    which is written when the writer opens: ``set_meta`` keeps nothing. Closing the log
+    leaves the writer open: its owner closes it after the pipeline has finished.
+    """
+
+    def __init__(self, writer: Any):
+        self.writer = writer
+        self.closed = False
+
+    def set_meta(self, meta: dict[str, Any]) -> None:
+        pass
+
+    def index(self, row: tuple) -> None:
+        self.writer.index_value(row)
+
+    def signal(self, sig: Any) -> None:
+        self.writer.signal(signal_row(sig))
+
+    def settlements(self, evals: list) -> None:
+        for e in evals:
+            self.writer.settlement(settlement_row(e))
+
+    def flush(self) -> None:
+        pass
+
+    def close(self) -> None:
+        self.closed = True
+
+    abort = close
+
+
+# -- a live run's rows in a recording vs a replay's --------------------------------------------
+
+_INDEX_INT = frozenset({"ts_ns", "valid", "published"})
+_INDEX_REAL = frozenset({"value", "baseline", "utilized_depth", "size_cap", "sigma"})
+_SIGNAL_INT = frozenset({"ts_ns", "first_ts_ns", "index_ts_ns", "quote_ts_ns", "quote_age_ns"})
+_SIGNAL_REAL = frozenset(SIGNAL_COLS) - _SIGNAL_INT - {"ticker", "side"}
+
+
+def _normalizer(cols: tuple[str, ...], ints: frozenset, reals: frozenset):
+    """SQLite stores 5.0 in an INTEGER column as 5 and 5 in a REAL column as 5.0: compare
+    rows as the columns' types, so a value is equal to itself after the round trip."""
+    kinds = [("i" if c in ints else "r" if c in reals else "") for c in cols]
+
+    def one(k: str, v: Any) -> Any:
+        if k == "r" and isinstance(v, int):
+            return float(v)
+        if k == "i" and isinstance(v, float) and v.is_integer():
+            return int(v)
+        return v
+
+    def norm(row) -> tuple:
+        return tuple(one(k, v) for k, v in zip(kinds, row, strict=True))
+
+    return norm
+
+
+_norm_index = _normalizer(INDEX_COLS, _INDEX_INT, _INDEX_REAL)
+_norm_signal = _normalizer(SIGNAL_COLS, _SIGNAL_INT, _SIGNAL_REAL)
+
+
+def log_digest(index_rows, signal_rows) -> str:
+    """SHA-256 over index and signal rows (``INDEX_COLS``/``SIGNAL_COLS`` order) as stored:
+    the same number for a recording's session log and for the pipeline that made it."""
+    h = hashlib.sha256()
+    for r in index_rows:
+        h.update(repr(_norm_index(r)).encode())
+    h.update(b"signals")
+    for r in signal_rows:
+        h.update(repr(_norm_signal(r)).encode())
+    return h.hexdigest()
+
+
+def compare_recorded(db: Any, pipe: Any) -> dict | None:
+    """Compare the session log a live ``record --pipeline`` left in a recording (``db``: its
+    read-only connection) with ``pipe``, a replay of that recording (``keep=True``).
+    None when the recording holds no index rows (version 1, or recorded without the pipeline).
+
+    The replay's rows are taken over the recorded rows' span (a live run covers its own
+    session; a replay may cover more). ``identical`` when every row and signal is equal,
+    which a deterministic pipeline gives on a recording of one live session; the digests are
+    ``log_digest`` of each side."""
+    if not schema.has_session_log(db):
+        return None
+    rec_ix = [tuple(r) for r in db.execute(f"SELECT {', '.join(INDEX_COLS)} FROM index_values ORDER BY ts_ns, id")]
+    if not rec_ix:
+        return None
+    rec_sig = [tuple(r) for r in db.execute(f"SELECT {', '.join(SIGNAL_COLS)} FROM signals ORDER BY ts_ns, id")]
+    lo, hi = rec_ix[0][0], rec_ix[-1][0]
+    rep_ix = [r for r in pipe.ticks if lo <= r[0] <= hi]
+    rep_sig = [signal_row(s) for s in pipe.signals if lo <= s.ts_ns <= hi]
+    replayed = {r[0]: _norm_index(r) for r in rep_ix}
+    equal = differ = missing = 0
+    first_diff = None
+    for r in rec_ix:
+        mine = replayed.get(r[0])
+        if mine is None:
+            missing += 1
+        elif mine == _norm_index(r):
+            equal += 1
+        else:
+            differ += 1
+            first_diff = r[0] if first_diff is None else first_diff
+    recorded_ts = {r[0] for r in rec_ix}
+    extra = sum(1 for r in rep_ix if r[0] not in recorded_ts)
+    sig_equal = [_norm_signal(r) for r in rec_sig] == [_norm_signal(r) for r in rep_sig]
+    rec_digest, rep_digest = log_digest(rec_ix, rec_sig), log_digest(rep_ix, rep_sig)
+    return {
+        "index_rows": len(rec_ix), "equal": equal, "differ": differ, "missing": missing, "extra": extra,
+        "first_difference_ts_ns": first_diff, "first_ts_ns": lo, "last_ts_ns": hi,
+        "signals": len(rec_sig), "replay_signals": len(rep_sig), "signals_equal": sig_equal,
+        "recorded_digest": rec_digest, "replay_digest": rep_digest, "identical": rec_digest == rep_digest,
+    }
+
+
+def describe_comparison(c: dict) -> str:
+    """One line for ``harness replay``'s summary."""
+    from harness.timeparse import fmt_ns
+
+    head = f"recorded session log (live): {c['index_rows']:,} index rows, {c['signals']:,} signals"
+    if c["identical"]:
+        return f"{head}: identical to this replay's (digest {c['recorded_digest'][:16]})"
+    parts = [f"{c['equal']:,} rows equal"]
+    if c["differ"]:
+        parts.append(f"{c['differ']:,} differ (first at {fmt_ns(c['first_difference_ts_ns'])})")
+    if c["missing"]:
+        parts.append(f"{c['missing']:,} not computed by this replay")
+    if c["extra"]:
+        parts.append(f"{c['extra']:,} replay rows not in the recording")
+    if not c["signals_equal"]:
+        parts.append(f"signals differ ({c['signals']:,} recorded, {c['replay_signals']:,} replayed)")
+    return f"{head}: DIFFERENT from this replay's: " + ", ".join(parts)
