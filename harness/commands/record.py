@@ -176,6 +176,7 @@ def _live_pipeline(cfg):
                   f"edge {s.edge:+.4f} (YES {q.yes_bid}/{q.yes_ask}, quote {s.quote_age_ns / 1e9:.1f} s old)")
 
     pipe = _make_pipeline(cfg.output, None, None)
+    pipe.keep = False  # the tick rows are in the recording: memory stays flat over a long run
     os.makedirs(os.path.dirname(os.path.abspath(cfg.output)), exist_ok=True)
     writer = RecordingWriter(cfg.output, mode="live", config={**cfg.to_json(), "pipeline": pipeline_meta(pipe)},
                              source="harness record: " + ",".join(cfg.venues), classify=venues.classify)
