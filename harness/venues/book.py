@@ -1,10 +1,9 @@
 """A price-level (L2) order book for the spot venues. Pure data structure, no I/O.
 
-Each side is a ``SortedList`` of Decimal prices plus a dict price -> entry, where an entry
-is a small list ``[qty: Decimal, price_text: str, qty_text: str, cache]``: the wire text
-is kept per level (Kraken's checksum is computed from it) and ``cache`` is a free slot a
-venue may fill with something derived from the texts (Kraken stores the checksum
-fragment there, so only changed levels are re-stripped).
+Each side is a ``SortedList`` of Decimal prices plus a dict price -> entry, where the entry
+is the ``base.Level`` that set the level (side, Decimal price and qty, and the wire text:
+Kraken's checksum is computed from it). Storing the decoder's own Level costs nothing per
+update, and a snapshot becomes ``dict(zip(prices, levels))``: no per-level Python work.
 
 Quantities are absolute: setting a level to 0 deletes it. Prices are Decimal keys built
 once per level by the decoder; the book itself never parses text.
@@ -16,15 +15,21 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Iterator
 from decimal import Decimal
-from itertools import islice
+from itertools import compress, islice
+from operator import attrgetter
 
 from sortedcontainers import SortedList
 
-from harness.venues.base import BookMessage, SeqFinding, VenueSession
+from harness.venues.base import BookMessage, Level, SeqFinding, VenueSession
 
 __all__ = ["L2Book", "BookSession"]
 
 _TWO = Decimal(2)
+_PRICE = attrgetter("price")
+_QTY = attrgetter("qty")
+_SIDE = attrgetter("side")
+_IS_BID = "bid".__eq__
+_NOT_BID = "bid".__ne__
 
 
 class L2Book:
@@ -88,13 +93,14 @@ class L2Book:
         if qty:
             if price not in d:
                 sl.add(price)
-            d[price] = [qty, price_text, qty_text, None]
+            d[price] = Level("bid" if is_bid else "ask", price, qty, price_text, qty_text)
         elif price in d:
             del d[price]
             sl.remove(price)
 
     def apply_levels(self, levels: Iterable, ts_ns: int | None = None) -> None:
-        """Apply ``base.Level``-like objects in order (later entries win)."""
+        """Apply ``base.Level`` objects in order (later entries win). The book keeps the
+        objects themselves as its entries: do not change them afterwards."""
         bd, bp, ad, ap = self._bd, self._bp, self._ad, self._ap
         for lv in levels:
             p = lv.price
@@ -102,11 +108,10 @@ class L2Book:
                 d, sl = bd, bp
             else:
                 d, sl = ad, ap
-            q = lv.qty
-            if q:
+            if lv.qty:
                 if p not in d:
                     sl.add(p)
-                d[p] = [q, lv.price_text, lv.qty_text, None]
+                d[p] = lv
             elif p in d:
                 del d[p]
                 sl.remove(p)
@@ -116,17 +121,33 @@ class L2Book:
             self.last_update_ns = ts_ns
 
     def apply_snapshot(self, levels: Iterable, ts_ns: int | None = None) -> None:
-        """Replace the whole book with ``levels`` (zero quantities are ignored)."""
-        bd: dict[Decimal, list] = {}
-        ad: dict[Decimal, list] = {}
-        for lv in levels:
-            q = lv.qty
-            if q:
-                (bd if lv.side == "bid" else ad)[lv.price] = [q, lv.price_text, lv.qty_text, None]
+        """Replace the whole book with ``levels`` (``base.Level`` objects, kept as the
+        entries; zero quantities are ignored, a later level at a price wins).
+
+        Deep snapshots (Coinbase: 46,000 levels) are split and indexed by C-level
+        iteration; a snapshot holding a zero quantity takes the level-by-level loop (a
+        zero there deletes an earlier level at its price)."""
+        levels = levels if type(levels) is list else list(levels)
+        if all(map(_QTY, levels)):
+            sides = list(map(_SIDE, levels))
+            nb = sides.count("bid")
+            if sides[:nb].count("bid") == nb:  # the bids first, as venues send them
+                bids, asks = levels[:nb], levels[nb:]
             else:
-                (bd if lv.side == "bid" else ad).pop(lv.price, None)
+                bids = list(compress(levels, map(_IS_BID, sides)))
+                asks = list(compress(levels, map(_NOT_BID, sides)))
+            bd = dict(zip(map(_PRICE, bids), bids, strict=True))
+            ad = dict(zip(map(_PRICE, asks), asks, strict=True))
+        else:
+            bd, ad = {}, {}
+            for lv in levels:
+                d = bd if lv.side == "bid" else ad
+                if lv.qty:
+                    d[lv.price] = lv
+                else:
+                    d.pop(lv.price, None)
         self._bd, self._ad = bd, ad
-        self._bp = SortedList(bd)
+        self._bp = SortedList(bd)  # a venue's sorted order is one run: sorting is linear
         self._ap = SortedList(ad)
         self.updates = 0
         self.has_snapshot = True
@@ -166,14 +187,14 @@ class L2Book:
         if not bp:
             return None
         p = bp[-1]
-        return p, self._bd[p][0]
+        return p, self._bd[p].qty
 
     def best_ask(self) -> tuple[Decimal, Decimal] | None:
         ap = self._ap
         if not ap:
             return None
         p = ap[0]
-        return p, self._ad[p][0]
+        return p, self._ad[p].qty
 
     def mid(self) -> Decimal | None:
         if not self._bp or not self._ap:
@@ -205,28 +226,33 @@ class L2Book:
     def bids_desc(self) -> Iterator[tuple[Decimal, Decimal]]:
         bd = self._bd
         for p in reversed(self._bp):
-            yield p, bd[p][0]
+            yield p, bd[p].qty
 
     def asks_asc(self) -> Iterator[tuple[Decimal, Decimal]]:
         ad = self._ad
         for p in self._ap:
-            yield p, ad[p][0]
+            yield p, ad[p].qty
 
-    def top_entries(self, is_bid: bool, n: int) -> list[list]:
-        """Entries ``[qty, price_text, qty_text, cache]`` of the best ``n`` levels of one
-        side, best first (for checksums)."""
+    def top_levels(self, is_bid: bool, n: int | None = None) -> list[Level]:
+        """The entries (``base.Level``: Decimal price and qty, wire texts) of the best
+        ``n`` levels of one side (all when ``n`` is None), best first."""
         if is_bid:
             bp, bd = self._bp, self._bd
             k = len(bp)
-            prices = bp[k - n :] if k > n else list(bp)
+            prices = bp[k - n :] if n is not None and k > n else list(bp)
             prices.reverse()
             return [bd[p] for p in prices]
         ad = self._ad
-        return [ad[p] for p in self._ap[:n]]
+        return [ad[p] for p in (self._ap[:n] if n is not None else self._ap)]
+
+    def top_entries(self, is_bid: bool, n: int) -> list[list]:
+        """``[qty, price_text, qty_text, None]`` of the best ``n`` levels of one side,
+        best first (the older list form of ``top_levels``)."""
+        return [[lv.qty, lv.price_text, lv.qty_text, None] for lv in self.top_levels(is_bid, n)]
 
     def level(self, is_bid: bool, price: Decimal) -> Decimal | None:
         e = (self._bd if is_bid else self._ad).get(price)
-        return None if e is None else e[0]
+        return None if e is None else e.qty
 
     @property
     def n_bids(self) -> int:
@@ -251,9 +277,15 @@ class BookSession(VenueSession):
     A 'crossed' finding is emitted when an instrument's book becomes crossed (best bid >=
     best ask) after a whole frame was applied, once per episode: not again until it has
     been uncrossed.
+
+    ``keep_books(instruments)`` (see ``base.VenueSession``): ``kept`` is the set of
+    instruments whose books are built (None: all). Here a book message for another
+    instrument is decoded as usual and its levels then dropped (``levels == []``);
+    venue sessions skip decoding them where the instrument is cheap to find.
     """
 
     depth_limit: int | None = None
+    kept: frozenset[str] | None = None
 
     def __init__(self, venue):
         self.venue = venue
@@ -266,6 +298,26 @@ class BookSession(VenueSession):
         if b is None:
             b = self.books[instrument] = L2Book(instrument, self.depth_limit)
         return b
+
+    def keep_books(self, instruments: Iterable[str] | None) -> None:
+        """Build books only for ``instruments`` (None: every instrument); books already
+        built for others are dropped."""
+        if isinstance(instruments, str):
+            raise TypeError("keep_books takes a collection of instrument names, not one string")
+        self.kept = None if instruments is None else frozenset(instruments)
+        if self.kept is not None:
+            for k in [k for k in self.books if k not in self.kept]:
+                del self.books[k]
+                self._crossed.discard(k)
+
+    def _kept(self, m) -> bool:
+        """True when ``m``'s instrument has a book here; otherwise drops its levels."""
+        kept = self.kept
+        if kept is None or m.instrument in kept:
+            return True
+        if m.levels:
+            m.levels = []
+        return False
 
     def feed(self, payload, frame_id: int | None = None):
         msgs = self.venue.decode(payload)
@@ -282,7 +334,11 @@ class BookSession(VenueSession):
         if m.__class__ is BookMessage:
             self._apply(m, touched)
 
-    def _apply(self, m, touched) -> L2Book:
+    def _apply(self, m, touched) -> L2Book | None:
+        """Apply a BookMessage to its book (None, and nothing applied, when the
+        instrument's book is not kept)."""
+        if self.kept is not None and not self._kept(m):
+            return None
         b = self.book(m.instrument)
         if m.snapshot:
             b.apply_snapshot(m.levels, m.venue_ts_ns)

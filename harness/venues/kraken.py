@@ -91,27 +91,24 @@ def _strip(t: str) -> str:
 def checksum_text(book: L2Book, n: int = CHECKSUM_LEVELS) -> str:
     """The string Kraken's CRC32 is computed over (for debugging a mismatch)."""
     parts = []
-    for e in book.top_entries(False, n):
-        parts.append(_strip(e[1]) + _strip(e[2]))
-    for e in book.top_entries(True, n):
-        parts.append(_strip(e[1]) + _strip(e[2]))
+    for lv in book.top_levels(False, n):
+        parts.append(_strip(lv.price_text) + _strip(lv.qty_text))
+    for lv in book.top_levels(True, n):
+        parts.append(_strip(lv.price_text) + _strip(lv.qty_text))
     return "".join(parts)
 
 
 def checksum(book: L2Book, n: int = CHECKSUM_LEVELS) -> int:
-    """Kraken CRC32 of a book built from wire text (v1 ``c`` and v2 ``checksum``). Each
-    level's stripped text is cached in its entry's free slot. (A session does not call
-    this on every update: it keeps the pieces between messages, see ``_TopCache``.)"""
+    """Kraken CRC32 of a book built from wire text (v1 ``c`` and v2 ``checksum``). (A
+    session does not call this on every update: it keeps the pieces between messages,
+    see ``_TopCache``.)"""
     parts = []
     ap = book._ap._lists  # SortedList internals: the first sublist holds the best asks
     prices = ap[0][:n] if ap and len(ap[0]) >= n else book._ap[:n]
     ad = book._ad
     for p in prices:
         e = ad[p]
-        f = e[3]
-        if f is None:
-            f = e[3] = e[1].replace(".", "").lstrip("0") + e[2].replace(".", "").lstrip("0")
-        parts.append(f)
+        parts.append(e.price_text.replace(".", "").lstrip("0") + e.qty_text.replace(".", "").lstrip("0"))
     bp = book._bp._lists
     if bp and len(bp[-1]) >= n:
         prices = bp[-1][-n:]
@@ -121,10 +118,7 @@ def checksum(book: L2Book, n: int = CHECKSUM_LEVELS) -> int:
     bd = book._bd
     for p in reversed(prices):
         e = bd[p]
-        f = e[3]
-        if f is None:
-            f = e[3] = e[1].replace(".", "").lstrip("0") + e[2].replace(".", "").lstrip("0")
-        parts.append(f)
+        parts.append(e.price_text.replace(".", "").lstrip("0") + e.qty_text.replace(".", "").lstrip("0"))
     return zlib.crc32("".join(parts).encode("ascii", "replace"))
 
 
@@ -142,7 +136,9 @@ class _Fragments(dict):
 
     def __missing__(self, p) -> bytes:
         e = (self.book._bd if self.is_bid else self.book._ad)[p]
-        f = (e[1].replace(".", "").lstrip("0") + e[2].replace(".", "").lstrip("0")).encode("ascii", "replace")
+        f = (e.price_text.replace(".", "").lstrip("0") + e.qty_text.replace(".", "").lstrip("0")).encode(
+            "ascii", "replace"
+        )
         self[p] = f
         return f
 
@@ -778,9 +774,9 @@ class KrakenSession(BookSession):
                     if p not in d:
                         sl.add(p)
                         check_depth = True
-                    pt, qt = lv.price_text, lv.qty_text
-                    d[p] = [q, pt, qt, None]
+                    d[p] = lv
                     if near:  # about to be checksummed: strip its text now
+                        pt, qt = lv.price_text, lv.qty_text
                         frags[p] = (pt.replace(".", "").lstrip("0") + qt.replace(".", "").lstrip("0")).encode(
                             "ascii", "replace"
                         )

@@ -69,8 +69,8 @@ class KrakenReference:
 
 def book_state(b: L2Book):
     """Everything a consumer can see of a book, wire texts included."""
-    bids = [(p, *b._bd[p][:3]) for p in b._bp]
-    asks = [(p, *b._ad[p][:3]) for p in b._ap]
+    bids = [(lv.price, lv.qty, lv.price_text, lv.qty_text) for lv in b.top_levels(True)]
+    asks = [(lv.price, lv.qty, lv.price_text, lv.qty_text) for lv in b.top_levels(False)]
     return bids, asks, b.updates, b.last_update_ns, b.has_snapshot
 
 
