@@ -332,8 +332,10 @@ class RecordingWriter:
         first = True
         # Each derived row was queued after the frames it was computed from: the rows queued
         # now go in the transaction holding the last of the frames queued now, so a crash
-        # never leaves an index row on disk without its frames.
-        n_derived, frames_before = len(derived), len(frames)
+        # never leaves an index row on disk without its frames. (Count the rows first: a row
+        # queued between the two counts then has its frame counted too.)
+        n_derived = len(derived)
+        frames_before = len(frames)
         # One transaction per batch_frames: a single huge transaction spills SQLite's page
         # cache and is slower than several of the optimal size.
         while first or frames:

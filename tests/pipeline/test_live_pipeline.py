@@ -100,6 +100,7 @@ def test_record_pipeline_writes_the_session_log_into_the_recording_and_replay_ag
     assert sum(r[2] for r in recorded) > 5  # valid ticks: three venues
     facts = json.loads(harness("inspect", "--json", out).stdout)
     assert facts["schema_version"] == 2 and facts["session_log"]["index_values"] == len(recorded)
+    assert "session log (record --pipeline): " in harness("inspect", out).stdout
     # the pipeline's config is in the session row
     assert "signals.edge_threshold" in json.dumps(facts["sessions"][0]["config"]["pipeline"]["config"])
 

@@ -123,6 +123,7 @@ def test_appending_to_a_version_1_recording_upgrades_it_and_keeps_its_frames(tmp
         assert rec.db.execute("PRAGMA user_version").fetchone()[0] == 2
         assert rec.db.execute("SELECT count(*) FROM frames").fetchone()[0] == frames[0] + 1
         sl = inspect_recording(rec)["session_log"]
+        assert export_jsonl(rec, io.BytesIO()) == frames[0] + 1  # export: frames only, as before
     assert sl["index_values"] == 1 and sl["by_session"] == {str(w.session_id): {"index_values": 1, "signals": 0,
                                                                                 "settlements": 0}}
 
