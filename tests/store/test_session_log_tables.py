@@ -140,3 +140,24 @@ def test_versions_read(tmp_path, version, ok):
     else:
         with pytest.raises(RecordingError, match="newer than this harness reads"):
             Recording(p)
+
+
+def test_a_row_goes_in_the_transaction_of_the_last_frame_queued_before_it(tmp_path):
+    """So a crash never leaves an index row on disk without the frames it came from."""
+    w = RecordingWriter(tmp_path / "r.db", mode="live", batch_frames=10)
+    c = w.connection("coinbase", "wss://x")
+    w._stop = True  # stop the writer thread: this test runs its flush itself, deterministically
+    w._wake.set()
+    w._thread.join()
+    for i in range(25):
+        w.frame(c, "in", T0 + i, i, "text", "x")
+    w.index_value(index_row(T0 + 24))
+    statements: list[str] = []
+    w._db.set_trace_callback(statements.append)
+    w._flush()  # three transactions: 10, 10 and 5 frames
+    w._db.set_trace_callback(None)
+    w.close()
+    kinds = [s.split()[0] if not s.startswith("INSERT INTO") else s.split()[2] for s in statements]
+    at = kinds.index("index_values")
+    # after two full transactions, in the third with the last 5 frames (one row per statement)
+    assert kinds[:at].count("COMMIT") == 2 and kinds[at:] == ["index_values", *["frames"] * 5, "COMMIT"]
