@@ -15,6 +15,16 @@ Contract (the rest of the harness relies only on this):
   and venue timestamps in ns. Raises ``DecodeError`` (and only that) on bad input.
 - ``new_session() -> VenueSession``: per-connection state (command ids, sequence
   tracking, books); see ``VenueSession``.
+- ``VenueSession.keep_books(instruments: Iterable[str] | None)``: build books only for
+  these instruments; frames for other instruments are still classified and sequenced
+  (sequence gaps/resets are still reported) but their levels need not be decoded or
+  applied, and ``books`` holds no entry for them. None (the default) = every instrument.
+  What a filtered frame returns: its ``BookMessage``s with the usual type, instrument,
+  snapshot flag and sequence but ``levels == []`` (``venue_ts_ns`` and ``checksum`` may
+  be None where finding them would mean decoding the levels: Kraken v1), and nothing
+  else the frame carries for that instrument (Gemini's initial trades). Every spot
+  venue session implements it; the base implementation ignores it (Kalshi's session
+  keeps every market it is sent).
 - ``subscribe_frames(channels, instruments) -> list[str]``: the frames a client sends.
 
 Message types are named as the venue names them; where a venue multiplexes channels in
@@ -24,6 +34,7 @@ one type (Coinbase ``l2_data`` carries snapshot and update events) the name is
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any
@@ -152,6 +163,10 @@ class VenueSession:
 
     def feed(self, payload: str | bytes, frame_id: int | None = None):  # pragma: no cover
         raise NotImplementedError
+
+    def keep_books(self, instruments: Iterable[str] | None) -> None:
+        """Build books only for ``instruments`` (None: all); see the module docstring.
+        This default keeps every book."""
 
     def reset(self) -> None:  # pragma: no cover
         raise NotImplementedError

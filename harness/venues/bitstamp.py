@@ -25,6 +25,10 @@ Sequencing (``new_session()``): Bitstamp has no sequence numbers.
 
 from __future__ import annotations
 
+from typing import Any
+
+import msgspec
+
 from harness.errors import DecodeError
 from harness.venues._json import (
     Command,
@@ -236,10 +240,28 @@ def _num_text(v) -> str:
     raise DecodeError(NAME, "trade price/amount missing")
 
 
+class _BookData(msgspec.Struct, gc=False):
+    microtimestamp: Any = None  # bids and asks are skipped undecoded
+
+
+class _BookHead(msgspec.Struct, gc=False):
+    event: str
+    channel: str
+    data: _BookData
+
+
+_BOOK_HEAD = msgspec.json.Decoder(_BookHead)
+_BOOK_KINDS = ("diff_order_book", "order_book")
+
+
 class BitstampSession(BookSession):
     """Books per pair, aligned to REST snapshots (``apply_rest_snapshot``), plus the
     microtimestamp rules of the module docstring. ``align=False`` applies diffs directly
-    (for a feed whose snapshots come from elsewhere)."""
+    (for a feed whose snapshots come from elsewhere).
+
+    With ``keep_books`` a book frame for another pair (told from its channel name) gives
+    its ``BookMessage`` without levels; its microtimestamp is still checked, it is not
+    buffered for alignment, and a REST snapshot for it is ignored."""
 
     def __init__(self, venue: BitstampVenue, *, align: bool = True):
         super().__init__(venue)
@@ -248,8 +270,38 @@ class BitstampSession(BookSession):
         self.ts_diff = MonotonicTracker(strict=True)
         self.ts_other = MonotonicTracker(strict=False)
 
+    def _skipped_book(self, payload) -> list[Message] | None:
+        """``keep_books``: the levels-free BookMessage of a book frame for a pair whose
+        book is not kept (None for anything else)."""
+        if type(payload) is not str:
+            return None
+        ch = str_value(payload, "channel", max(0, len(payload) - 160))
+        if ch is None:
+            return None
+        kind, inst = split_channel(ch)
+        if kind not in _BOOK_KINDS or inst in self.kept:
+            return None
+        try:
+            h = _BOOK_HEAD.decode(payload)
+        except (msgspec.DecodeError, TypeError, ValueError, UnicodeError, RecursionError):
+            return None  # the general path reports it
+        if h.event != "data" or h.channel != ch:
+            return None
+        mts = h.data.microtimestamp
+        return [
+            BookMessage(
+                type=f"{kind}/data",
+                venue_ts_ns=micro_ns(NAME, mts) if mts is not None else None,
+                instrument=inst,
+                snapshot=kind == "order_book",
+                levels=[],
+            )
+        ]
+
     def feed(self, payload, frame_id: int | None = None):
-        msgs = self.venue.decode(payload)
+        msgs = self._skipped_book(payload) if self.kept is not None else None
+        if msgs is None:
+            msgs = self.venue.decode(payload)
         self.frames += 1
         findings: list = []
         for m in msgs:
@@ -261,6 +313,8 @@ class BitstampSession(BookSession):
                     f = tr.check(key, m.venue_ts_ns, frame_id)
                     if f is not None:
                         findings.append(f)
+                if self.kept is not None and not self._kept(m):
+                    continue
                 if m.snapshot or not self.align:
                     touched: list = []
                     self._apply(m, touched)
@@ -292,6 +346,8 @@ class BitstampSession(BookSession):
         ts = snap.venue_ts_ns
         if ts is None:
             raise DecodeError(NAME, "snapshot without microtimestamp cannot be aligned")
+        if self.kept is not None and snap.instrument not in self.kept:
+            return []
         keep, findings = self.aligner.on_snapshot(snap.instrument, ts, frame_id)
         b = self.book(snap.instrument)
         b.apply_snapshot(snap.levels, ts)
@@ -299,6 +355,12 @@ class BitstampSession(BookSession):
             b.apply_levels(m.levels, m.venue_ts_ns)
         self._check_crossed(b, frame_id, findings)
         return findings
+
+    def keep_books(self, instruments) -> None:
+        super().keep_books(instruments)
+        if self.kept is not None:
+            for inst in [k for k in self.aligner.keys() if k not in self.kept]:
+                self.aligner.forget(inst)  # buffered diffs of a book no longer kept
 
     def reset(self) -> None:
         super().reset()

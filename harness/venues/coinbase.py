@@ -132,13 +132,16 @@ class _ATFrame(msgspec.Struct, gc=False):
     events: list[_ATEvent] = []
 
 
+_NO_RAW = msgspec.Raw()
+
+
 class _ATEventRaw(msgspec.Struct, gc=False):
     """An ``l2_data`` event with its levels left as raw JSON (``keep_books``: the
     levels of products whose books are not kept are never decoded)."""
 
     type: str = ""
     product_id: str = ""
-    updates: msgspec.Raw | None = None
+    updates: msgspec.Raw = _NO_RAW  # (msgspec takes no Raw | None)
 
 
 class _ATFrameRaw(msgspec.Struct, gc=False):
@@ -378,7 +381,7 @@ class CoinbaseVenue(Venue):
         out: list[Message] = []
         seq = f.sequence_num
         for ev in f.events:
-            if ev.updates is None or not ev.product_id:
+            if ev.updates is _NO_RAW or not ev.product_id or memoryview(ev.updates)[:4] == b"null":
                 raise DecodeError(NAME, "l2_data event without product_id/updates")
             levels = _levels(typed_loads(NAME, _UPDATES_DEC, ev.updates)) if ev.product_id in kept else []
             out.append(

@@ -29,6 +29,8 @@ from __future__ import annotations
 
 from typing import Any
 
+import msgspec
+
 from harness.errors import DecodeError
 from harness.venues._json import (
     Command,
@@ -284,20 +286,78 @@ class CryptoComVenue(Venue):
         return [dumps(msg)]
 
 
+class _BookEntry(msgspec.Struct, gc=False):
+    t: Any = None  # bids, asks and update are skipped undecoded
+    u: Any = None
+    pu: Any = None
+    cs: Any = None
+
+
+class _BookResult(msgspec.Struct, gc=False):
+    channel: str
+    instrument_name: str
+    data: list[_BookEntry]
+
+
+class _BookFrame(msgspec.Struct, gc=False):
+    result: _BookResult
+
+
+_BOOK_FRAME = msgspec.json.Decoder(_BookFrame)
+
+
 class CryptoComSession(BookSession):
-    """Books per instrument; ``pu``/``u`` contiguity for ``book.update`` (v1)."""
+    """Books per instrument; ``pu``/``u`` contiguity for ``book.update`` (v1).
+
+    With ``keep_books`` a book frame for another instrument gives its ``BookMessage``s
+    without levels (time, ``u`` and ``cs`` as usual) and is still checked for ``pu``."""
 
     def __init__(self, venue: CryptoComVenue):
         super().__init__(venue)
         self.last_u: dict[str, int] = {}
         self.last_heartbeat_id: Any = None
 
+    def _skipped_book(self, payload) -> tuple[list[Message], list] | None:
+        """``keep_books``: (levels-free messages, their ``pu``s) for a book frame of an
+        instrument whose book is not kept; None for anything else."""
+        if type(payload) is not str:
+            return None
+        r = payload.find('"result"')
+        inst = str_value(payload, "instrument_name", r, r + 200) if r >= 0 else None
+        if inst is None or inst in self.kept:
+            return None
+        try:
+            res = _BOOK_FRAME.decode(payload).result
+        except (msgspec.DecodeError, TypeError, ValueError, UnicodeError, RecursionError):
+            return None  # not a book frame, or one the general path reports
+        ch = res.channel
+        if ch not in ("book", "book.update") or res.instrument_name != inst:
+            return None
+        msgs: list[Message] = []
+        for d in res.data:
+            msgs.append(
+                BookMessage(
+                    type=ch,
+                    venue_ts_ns=milli_ns(NAME, d.t) if d.t is not None else None,
+                    instrument=inst,
+                    snapshot=ch == "book",
+                    levels=[],
+                    sequence=_opt_int(d.u, "u"),
+                    checksum=_opt_int(d.cs, "cs"),
+                )
+            )
+        return msgs, [_opt_int(d.pu, "pu") for d in res.data]
+
     def feed(self, payload, frame_id: int | None = None):
-        msgs = self.venue.decode(payload)
+        skipped = self._skipped_book(payload) if self.kept is not None else None
+        if skipped is None:
+            msgs = self.venue.decode(payload)
+            pus: list | None = None
+        else:
+            msgs, pus = skipped
         self.frames += 1
         findings: list = []
         touched: list = []
-        pus: list | None = None
         i = 0
         for m in msgs:
             if m.__class__ is BookMessage:

@@ -20,6 +20,8 @@ update is a ``crossed`` finding. Gemini has no sequence numbers, so gaps are und
 
 from __future__ import annotations
 
+import msgspec
+
 from harness.errors import DecodeError
 from harness.venues._json import (
     Command,
@@ -185,11 +187,52 @@ class GeminiVenue(Venue):
         return dumps({"type": "heartbeat", "timestamp": ts_ms})
 
 
+_ABSENT = msgspec.Raw()
+
+
+class _L2Head(msgspec.Struct, gc=False):
+    """What ``keep_books`` needs of an ``l2_updates`` frame: its symbol and whether it is
+    the full book; the changes and trades are skipped undecoded."""
+
+    type: str
+    symbol: str = ""
+    trades: msgspec.Raw = _ABSENT  # (msgspec takes no Raw | None)
+    auction_events: msgspec.Raw = _ABSENT
+
+
+_L2_HEAD = msgspec.json.Decoder(_L2Head)
+
+
+def _names_l2(payload) -> bool:
+    """Whether the frame's type, first or last key, is ``l2_updates`` (cheap, may err)."""
+    if type(payload) is str:
+        return '"l2_updates"' in payload[:40] or '"l2_updates"' in payload[-40:]
+    if isinstance(payload, (bytes, bytearray)):
+        return b'"l2_updates"' in payload[:40] or b'"l2_updates"' in payload[-40:]
+    return False
+
+
 class GeminiSession(BookSession):
     """Books per symbol; the first ``l2_updates`` for a symbol (and any later one that
-    carries ``trades``/``auction_events``) replaces the book."""
+    carries ``trades``/``auction_events``) replaces the book. With ``keep_books`` an
+    ``l2_updates`` frame for another symbol gives its ``BookMessage`` without levels (and
+    without the trades it carries)."""
+
+    def feed(self, payload, frame_id: int | None = None):
+        if self.kept is not None and _names_l2(payload):
+            try:
+                h = _L2_HEAD.decode(payload)
+            except (msgspec.DecodeError, TypeError, ValueError, UnicodeError, RecursionError):
+                h = None  # the general path reports it
+            if h is not None and h.type == "l2_updates" and h.symbol and h.symbol not in self.kept:
+                self.frames += 1
+                snap = h.trades is not _ABSENT or h.auction_events is not _ABSENT
+                return [BookMessage(type=h.type, instrument=h.symbol, snapshot=snap, levels=[])], []
+        return super().feed(payload, frame_id)
 
     def _apply(self, m, touched):
+        if self.kept is not None and not self._kept(m):
+            return None
         b = self.book(m.instrument)
         if m.snapshot or not b.has_snapshot:
             b.apply_snapshot(m.levels, m.venue_ts_ns)

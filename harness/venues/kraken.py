@@ -649,7 +649,31 @@ class KrakenSession(BookSession):
         self.checksums_skipped = 0
         self._top: dict[str, _TopCache] = {}  # per symbol: checksum text reused across messages
 
+    def _skipped_v1_book(self, payload) -> list[Message] | None:
+        """``keep_books``: a v1 book frame (as sent: ``[..., "book-N", "PAIR"]``) for a
+        pair whose book is not kept, told from its last two strings without decoding its
+        levels; None for anything else. Kraken v1 carries no sequence number (the
+        checksum needs the book), so nothing else is tracked for it."""
+        if type(payload) is not str or payload[:1] != "[" or payload[-2:] != '"]':
+            return None
+        parts = payload.rsplit('"', 4)
+        if len(parts) != 5 or parts[2] != "," or parts[1][:4] != "book" or "\\" in parts[3]:
+            return None
+        pair = parts[3]
+        if pair in self.kept:
+            return None
+        head = payload[:64]
+        snap = '"as":' in head or '"bs":' in head
+        return [
+            BookMessage(type="book/snapshot" if snap else "book/update", instrument=pair, snapshot=snap, levels=[])
+        ]
+
     def feed(self, payload, frame_id: int | None = None):
+        if self.kept is not None:
+            msgs = self._skipped_v1_book(payload)
+            if msgs is not None:
+                self.frames += 1
+                return msgs, []
         # The hot path first: a v1 one-sided book update, decoded by _V1Update (types
         # checked in C) into the same BookMessage ``decode`` builds. A frame that does not
         # fit goes to ``_decode`` having changed nothing.
@@ -732,6 +756,8 @@ class KrakenSession(BookSession):
             depth = self.depths.get(sym, DEFAULT_DEPTH)
         b = self.books.get(sym)
         if b is None:
+            if self.kept is not None and not self._kept(m):
+                return
             b = self.books[sym] = L2Book(sym)
         # Truncation is needed only when levels were added, the depth changed or the book
         # changed behind our back; otherwise the book is within its depth already.
@@ -816,6 +842,12 @@ class KrakenSession(BookSession):
         bl, al = b._bp._lists, b._ap._lists
         if (bl and al and bl[-1][-1] >= al[0][0]) or sym in self._crossed:
             self._check_crossed(b, frame_id, findings)
+
+    def keep_books(self, instruments) -> None:
+        super().keep_books(instruments)
+        if self.kept is not None:
+            for sym in [k for k in self._top if k not in self.kept]:
+                del self._top[sym]
 
     def reset(self) -> None:
         super().reset()

@@ -142,6 +142,10 @@ class SnapshotAligner:
     def dropped(self, key: Hashable) -> int:
         return self._dropped.get(key, 0)
 
+    def keys(self) -> set:
+        """Every key with a snapshot or diffs seen."""
+        return set(self._snap) | set(self._first) | set(self._buf)
+
     def forget(self, key: Hashable | None = None) -> None:
         for d in (self._snap, self._buf, self._first, self._dropped):
             if key is None:
