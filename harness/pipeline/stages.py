@@ -18,7 +18,9 @@
    .new_session()``, one per ``conn_id``: a reconnect is a new session); decode errors and
    sequencing findings are counted per venue, never raised.
 5. Spot venues: a decoded ``BookMessage`` for a BTC instrument (``BTC_INSTRUMENTS``; every
-   other pair is ignored) marks that venue's book dirty. Kalshi: messages update
+   other pair is ignored: its session is told ``keep_books(instruments)``, so other pairs'
+   levels are not even decoded, while their frames still count for sequencing) marks that
+   venue's book dirty. Kalshi: messages update
    ``markets.Markets``.
 
 Venue freshness (BRTI step 1, ``staleness_ns`` = 10 s) is judged on the harness time of
@@ -274,7 +276,13 @@ class Pipeline:
         except ConfigError:
             entry = (f.venue, None)
         else:
-            entry = (v.name, v.new_session())
+            sess = v.new_session()
+            if v.name != "kalshi":
+                # books only for the index's instruments: other pairs on the connection are
+                # still sequenced but their levels are not decoded (the Coinbase recording's
+                # 2.5 MB ETH-USD snapshot, Kraken's nine other pairs)
+                sess.keep_books(self.instruments)
+            entry = (v.name, sess)
         self.sessions[f.conn_id] = entry
         name, sess = entry
         pend = self._pending_rest.pop(name, None) if sess is not None else None

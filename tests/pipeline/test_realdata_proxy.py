@@ -26,8 +26,10 @@ import dataclasses
 import pytest
 
 from harness.pipeline import PipelineConfig
-from harness.pipeline.stages import run_recording
+from harness.pipeline.stages import Pipeline, run_recording
+from harness.replay.source import replay
 from harness.store.importers import import_files
+from harness.store.reader import Recording
 
 BOUND = 0.001  # 10 bps, see the module doc
 
@@ -61,10 +63,6 @@ def test_proxy_tracks_venue_mid(venue, realdata, tmp_path):
         if tick.value is not None:
             seen.append((tick.ts_ns, tick.value, r.mids[venue]))
 
-    from harness.pipeline.stages import Pipeline
-    from harness.replay.source import replay
-    from harness.store.reader import Recording
-
     p = Pipeline(_config())
     p.tick_hook = hook
     with Recording(out) as rec:
@@ -96,3 +94,43 @@ def test_run_recording_helper_matches(realdata, tmp_path):
     a = run_recording(str(out), _config())
     b = run_recording(str(out), _config())
     assert a.n_valid > 0 and a.digest() == b.digest()
+
+
+class _EveryBook(Pipeline):
+    """The pipeline with its venue sessions keeping every instrument's book (the default
+    ``keep_books`` filter off)."""
+
+    def _new_session(self, f):
+        entry = super()._new_session(f)
+        if entry[1] is not None:
+            entry[1].keep_books(None)
+        return entry
+
+
+@pytest.mark.parametrize("venue", ["coinbase", "gemini", "kraken"])
+def test_books_for_the_index_only_change_nothing(venue, realdata, tmp_path):
+    """The pipeline tells each spot session to build books only for the index's instruments
+    (the other pairs' levels are not decoded): the ticks, signals and findings counted on
+    those connections are the same as with every book built. Coinbase carries ETH-USD
+    beside BTC-USD, Gemini nine other symbols, Kraken ten non-USD pairs."""
+    files = CASES[venue][0]
+    paths = [realdata / "cryptofeed" / f for f in files]
+    for p in paths:
+        if not p.exists():
+            pytest.skip(f"{p} not present")
+    out = tmp_path / f"{venue}.db"
+    import_files("cryptofeed", [str(p) for p in paths], str(out))
+    kept = run_recording(str(out), _config())
+    every = _EveryBook(_config())
+    with Recording(out) as rec:
+        every.attach_http(rec.http())
+        replay(rec, every)
+    every.finish()
+    assert kept.digest() == every.digest() and kept.ticks == every.ticks
+    assert kept.decode_errors == every.decode_errors
+    # gap/reset findings do not depend on books; crossed-book ones can only come from kept books
+    assert {k: n for k, n in every.findings.items() if k[1] != "crossed"} == \
+        {k: n for k, n in kept.findings.items() if k[1] != "crossed"}
+    # and the filter did filter: the other pairs have no book in the pipeline's sessions
+    assert all(set(s.books) <= kept.instruments for n, s in kept.sessions.values() if s is not None and n != "kalshi")
+    assert any(set(s.books) - every.instruments for n, s in every.sessions.values() if s is not None and n != "kalshi")
