@@ -31,6 +31,8 @@ from harness.replay.source import replay
 from harness.store.importers import import_files
 from harness.store.reader import Recording
 
+from ..conftest import _need
+
 BOUND = 0.001  # 10 bps, see the module doc
 
 CASES = {
@@ -46,15 +48,18 @@ def _config() -> PipelineConfig:
     return dataclasses.replace(c, brti=dataclasses.replace(c.brti, min_venues=1))
 
 
+def _import(realdata, files: list[str], out):
+    """Import the cryptofeed ``files`` into the recording ``out`` (each file must exist:
+    missing ones skip, and fail under CI=true, as a missing folder does)."""
+    paths = [_need(realdata / "cryptofeed" / f) for f in files]
+    import_files("cryptofeed", [str(p) for p in paths], str(out))
+    return out
+
+
 @pytest.mark.parametrize("venue", sorted(CASES))
 def test_proxy_tracks_venue_mid(venue, realdata, tmp_path):
     files, instrument, min_ticks = CASES[venue]
-    paths = [realdata / "cryptofeed" / f for f in files]
-    for p in paths:
-        if not p.exists():
-            pytest.skip(f"{p} not present")
-    out = tmp_path / f"{venue}.db"
-    import_files("cryptofeed", [str(p) for p in paths], str(out))
+    out = _import(realdata, files, tmp_path / f"{venue}.db")
 
     seen: list[tuple[int, float, float]] = []
 
@@ -113,13 +118,7 @@ def test_books_for_the_index_only_change_nothing(venue, realdata, tmp_path):
     (the other pairs' levels are not decoded): the ticks, signals and findings counted on
     those connections are the same as with every book built. Coinbase carries ETH-USD
     beside BTC-USD, Gemini nine other symbols, Kraken ten non-USD pairs."""
-    files = CASES[venue][0]
-    paths = [realdata / "cryptofeed" / f for f in files]
-    for p in paths:
-        if not p.exists():
-            pytest.skip(f"{p} not present")
-    out = tmp_path / f"{venue}.db"
-    import_files("cryptofeed", [str(p) for p in paths], str(out))
+    out = _import(realdata, CASES[venue][0], tmp_path / f"{venue}.db")
     kept = run_recording(str(out), _config())
     every = _EveryBook(_config())
     with Recording(out) as rec:
