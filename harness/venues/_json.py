@@ -223,6 +223,10 @@ def rfc3339_ns(venue: str, s: Any) -> int:
         raise DecodeError(venue, f"bad timestamp {str(s)[:40]!r}")
     # fast path: cached whole-second prefix, '.' digits 'Z'
     base = _EPOCH_CACHE.get(s[:19])
+    if base is not None and len(s) == 30 and s[19] == "." and s[29] == "Z":  # ns digits: Coinbase
+        digits = s[20:29]
+        if digits.isdigit() and digits.isascii():
+            return base * 1_000_000_000 + int(digits)
     if base is not None and s[19] == "." and s[-1] == "Z":
         digits = s[20:-1]
         if 0 < len(digits) <= 9 and digits.isdigit() and digits.isascii():

@@ -343,17 +343,36 @@ class CoinbaseVenue(Venue):
         ts = rfc3339_ns(NAME, f.timestamp) if f.timestamp else None
         out: list[Message] = []
         seq = f.sequence_num
+        P, Q = _P, _Q
+        pget, qget = _P._c.get, _Q._c.get
         if f.channel == "l2_data":
             for ev in f.events:
-                if ev.updates is None or not ev.product_id:
+                ups = ev.updates
+                if ups is None or not ev.product_id:
                     raise DecodeError(NAME, "l2_data event without product_id/updates")
+                if len(ups) < BULK_LEVELS:  # _levels inline: most frames carry one or two levels
+                    levels = []
+                    for u in ups:
+                        side = _SIDE_NAME.get(u.side)
+                        if side is None:
+                            raise DecodeError(NAME, f"unknown side {u.side[:20]!r}")
+                        pt, qt = u.price_level, u.new_quantity
+                        p = pget(pt)
+                        if p is None:
+                            p = P(pt)
+                        q = qget(qt)
+                        if q is None:
+                            q = Q(qt)
+                        levels.append(Level(side, p, q, pt, qt))
+                else:
+                    levels = _levels(ups)
                 out.append(
                     BookMessage(
                         type="l2_data/" + ev.type,
                         venue_ts_ns=ts,
                         instrument=ev.product_id,
                         snapshot=ev.type == "snapshot",
-                        levels=_levels(ev.updates),
+                        levels=levels,
                         sequence=seq,
                     )
                 )
