@@ -610,21 +610,36 @@ class CoinbaseSession(BookSession):
                 b = self.book(m.instrument)
             if m.snapshot:
                 b.apply_snapshot(m.levels, m.venue_ts_ns)
-            else:  # L2Book.apply_levels, inline
+            elif b._exact:
+                b.apply_levels_raw(m.levels)
+                b.updates += 1
+                b.version += 1
+                if m.venue_ts_ns is not None:
+                    b.last_update_ns = m.venue_ts_ns
+            else:  # L2Book.apply_levels, inline (float keys of the texts DecCache checked)
                 bd, bp, ad, ap = b._bd, b._bp, b._ad, b._ap
-                for lv in m.levels:
-                    p = lv.price
+                levels = m.levels
+                for i, lv in enumerate(levels):
+                    try:
+                        k = float(lv.price_text)
+                    except ValueError:
+                        b.apply_levels_raw(levels, i)
+                        break
                     if lv.side == "bid":
                         d, sl = bd, bp
                     else:
                         d, sl = ad, ap
+                    e = d.get(k)
+                    if e is not None and e.price is not lv.price and e.price != lv.price:
+                        b.apply_levels_raw(levels, i)  # two prices, one float: L2Book sorts it out
+                        break
                     if lv.qty:
-                        if p not in d:
-                            sl.add(p)
-                        d[p] = lv
-                    elif p in d:
-                        del d[p]
-                        sl.remove(p)
+                        if e is None:
+                            sl.add(k)
+                        d[k] = lv
+                    elif e is not None:
+                        del d[k]
+                        sl.remove(k)
                 b.updates += 1
                 b.version += 1
                 if m.venue_ts_ns is not None:

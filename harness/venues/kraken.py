@@ -758,7 +758,7 @@ class KrakenSession(BookSession):
         if b is None:
             if self.kept is not None and not self._kept(m):
                 return
-            b = self.books[sym] = L2Book(sym)
+            b = self.books[sym] = L2Book(sym, float_keys=False)
         # Truncation is needed only when levels were added, the depth changed or the book
         # changed behind our back; otherwise the book is within its depth already.
         check_depth = b.depth_limit != depth
@@ -783,35 +783,54 @@ class KrakenSession(BookSession):
             if top.bid_text is None:
                 be = None
             bd, bp, ad, ap = b._bd, b._bp, b._ad, b._ap
-            for lv in m.levels:
-                p = lv.price
+            levels = m.levels
+            exact = b._exact
+            for i, lv in enumerate(levels):
                 if lv.side == "bid":
                     d, sl, frags = bd, bp, top.bid_frags
-                    near = be is None or p >= be
+                else:
+                    d, sl, frags = ad, ap, top.ask_frags
+                if exact:  # the session's books: Decimal keys (see book.py)
+                    k = lv.price
+                    e = d.get(k)
+                else:
+                    try:
+                        k = float(lv.price_text)
+                    except ValueError:
+                        k = None
+                    e = None if k is None else d.get(k)
+                if not exact and (k is None or (e is not None and e.price is not lv.price and e.price != lv.price)):
+                    # Decimal keys, or two prices sharing a float: the careful path for the
+                    # rest of the message, and the checksum pieces start over
+                    b.apply_levels_raw(levels, i)
+                    top.forget()
+                    check_depth = True
+                    bd, bp, ad, ap = b._bd, b._bp, b._ad, b._ap
+                    break
+                if frags is top.bid_frags:
+                    near = be is None or k >= be
                     if near:
                         top.bid_text = None
                 else:
-                    d, sl, frags = ad, ap, top.ask_frags
-                    near = ae is None or p <= ae
+                    near = ae is None or k <= ae
                     if near:
                         top.ask_crc = None
-                q = lv.qty
-                if q:
-                    if p not in d:
-                        sl.add(p)
+                if lv.qty:
+                    if e is None:
+                        sl.add(k)
                         check_depth = True
-                    d[p] = lv
+                    d[k] = lv
                     if near:  # about to be checksummed: strip its text now
                         pt, qt = lv.price_text, lv.qty_text
-                        frags[p] = (pt.replace(".", "").lstrip("0") + qt.replace(".", "").lstrip("0")).encode(
+                        frags[k] = (pt.replace(".", "").lstrip("0") + qt.replace(".", "").lstrip("0")).encode(
                             "ascii", "replace"
                         )
                     else:
-                        frags.pop(p, None)
-                elif p in d:
-                    del d[p]
-                    sl.remove(p)
-                    frags.pop(p, None)
+                        frags.pop(k, None)
+                elif e is not None:
+                    del d[k]
+                    sl.remove(k)
+                    frags.pop(k, None)
             if check_depth and (bp._len > depth or ap._len > depth) and b.truncate():
                 top.truncated(b)
             b.updates += 1
