@@ -76,6 +76,7 @@ class L2Book:
         "_ad",
         "_exact",
         "_float_keys",
+        "cache",
         "last_update_ns",
         "updates",
         "has_snapshot",
@@ -91,6 +92,7 @@ class L2Book:
         self._ap: SortedList = SortedList()
         self._ad: dict = {}
         self._exact = not float_keys  # True: keys are the Decimal prices (see the module docstring)
+        self.cache = None  # a free slot for a venue's derived data (Kraken: checksum fragments)
         self.last_update_ns: int | None = None
         self.updates = 0  # messages applied since the last snapshot
         self.has_snapshot = False

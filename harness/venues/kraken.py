@@ -99,26 +99,37 @@ def checksum_text(book: L2Book, n: int = CHECKSUM_LEVELS) -> str:
 
 
 def checksum(book: L2Book, n: int = CHECKSUM_LEVELS) -> int:
-    """Kraken CRC32 of a book built from wire text (v1 ``c`` and v2 ``checksum``). (A
-    session does not call this on every update: it keeps the pieces between messages,
-    see ``_TopCache``.)"""
+    """Kraken CRC32 of a book built from wire text (v1 ``c`` and v2 ``checksum``). Each
+    level's stripped text is kept in ``book.cache`` (per side key -> (entry, fragment)), so a
+    level is re-stripped only when its entry changed. (A session does not call this on
+    every update: it keeps the pieces between messages, see ``_TopCache``.)"""
+    cache = book.cache
+    if type(cache) is not tuple or len(cache[0]) + len(cache[1]) > 2 * len(book) + 64:
+        cache = book.cache = ({}, {})
+    asks, bids = cache
     parts = []
     ap = book._ap._lists  # SortedList internals: the first sublist holds the best asks
-    prices = ap[0][:n] if ap and len(ap[0]) >= n else book._ap[:n]
+    keys = ap[0][:n] if ap and len(ap[0]) >= n else book._ap[:n]
     ad = book._ad
-    for p in prices:
-        e = ad[p]
-        parts.append(e.price_text.replace(".", "").lstrip("0") + e.qty_text.replace(".", "").lstrip("0"))
+    for k in keys:
+        e = ad[k]
+        hit = asks.get(k)
+        if hit is None or hit[0] is not e:
+            hit = asks[k] = (e, e.price_text.replace(".", "").lstrip("0") + e.qty_text.replace(".", "").lstrip("0"))
+        parts.append(hit[1])
     bp = book._bp._lists
     if bp and len(bp[-1]) >= n:
-        prices = bp[-1][-n:]
+        keys = bp[-1][-n:]
     else:
-        k = len(book._bp)
-        prices = book._bp[k - n :] if k > n else list(book._bp)
+        m = len(book._bp)
+        keys = book._bp[m - n :] if m > n else list(book._bp)
     bd = book._bd
-    for p in reversed(prices):
-        e = bd[p]
-        parts.append(e.price_text.replace(".", "").lstrip("0") + e.qty_text.replace(".", "").lstrip("0"))
+    for k in reversed(keys):
+        e = bd[k]
+        hit = bids.get(k)
+        if hit is None or hit[0] is not e:
+            hit = bids[k] = (e, e.price_text.replace(".", "").lstrip("0") + e.qty_text.replace(".", "").lstrip("0"))
+        parts.append(hit[1])
     return zlib.crc32("".join(parts).encode("ascii", "replace"))
 
 
