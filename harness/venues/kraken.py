@@ -31,6 +31,12 @@ and the bid text with the 10th price bounding each; a message drops a side only 
 changes a level at or better than that price (most updates touch one side), and
 everything is dropped when the book's ``version`` shows a change made elsewhere.
 tests/venues/test_hot_paths.py holds it equal to the typed path and ``checksum()``.
+The session's books keep Decimal keys (``L2Book(float_keys=False)``): they are small and
+their prices come from the text -> Decimal cache, so each is hashed once anyway.
+
+``keep_books``: a v1 book frame for another pair is told from its last two strings and
+returns a level-free ``BookMessage`` (no time, no checksum) without being decoded; v2
+frames are decoded and their levels dropped.
 """
 
 from __future__ import annotations
