@@ -800,54 +800,41 @@ class KrakenSession(BookSession):
             if top.bid_text is None:
                 be = None
             bd, bp, ad, ap = b._bd, b._bp, b._ad, b._ap
-            levels = m.levels
-            exact = b._exact
-            for i, lv in enumerate(levels):
-                if lv.side == "bid":
-                    d, sl, frags = bd, bp, top.bid_frags
-                else:
-                    d, sl, frags = ad, ap, top.ask_frags
-                if exact:  # the session's books: Decimal keys (see book.py)
-                    k = lv.price
-                    e = d.get(k)
-                else:
-                    try:
-                        k = float(lv.price_text)
-                    except ValueError:
-                        k = None
-                    e = None if k is None else d.get(k)
-                if not exact and (k is None or (e is not None and e.price is not lv.price and e.price != lv.price)):
-                    # Decimal keys, or two prices sharing a float: the careful path for the
-                    # rest of the message, and the checksum pieces start over
-                    b.apply_levels_raw(levels, i)
-                    top.forget()
-                    check_depth = True
-                    bd, bp, ad, ap = b._bd, b._bp, b._ad, b._ap
-                    break
-                if frags is top.bid_frags:
-                    near = be is None or k >= be
-                    if near:
-                        top.bid_text = None
-                else:
-                    near = ae is None or k <= ae
-                    if near:
-                        top.ask_crc = None
-                if lv.qty:
-                    if e is None:
-                        sl.add(k)
-                        check_depth = True
-                    d[k] = lv
-                    if near:  # about to be checksummed: strip its text now
-                        pt, qt = lv.price_text, lv.qty_text
-                        frags[k] = (pt.replace(".", "").lstrip("0") + qt.replace(".", "").lstrip("0")).encode(
-                            "ascii", "replace"
-                        )
+            if not b._exact:  # a float-keyed book put here from outside: the careful path
+                b.apply_levels_raw(m.levels)
+                top.forget()
+                check_depth = True
+                bd, bp, ad, ap = b._bd, b._bp, b._ad, b._ap
+            else:
+                bfr, afr = top.bid_frags, top.ask_frags
+                for lv in m.levels:
+                    p = lv.price  # the key: the session's books are Decimal-keyed
+                    if lv.side == "bid":
+                        d, sl, frags = bd, bp, bfr
+                        near = be is None or p >= be
+                        if near:
+                            top.bid_text = None
                     else:
-                        frags.pop(k, None)
-                elif e is not None:
-                    del d[k]
-                    sl.remove(k)
-                    frags.pop(k, None)
+                        d, sl, frags = ad, ap, afr
+                        near = ae is None or p <= ae
+                        if near:
+                            top.ask_crc = None
+                    if lv.qty:
+                        if p not in d:
+                            sl.add(p)
+                            check_depth = True
+                        d[p] = lv
+                        if near:  # about to be checksummed: strip its text now
+                            pt, qt = lv.price_text, lv.qty_text
+                            frags[p] = (pt.replace(".", "").lstrip("0") + qt.replace(".", "").lstrip("0")).encode(
+                                "ascii", "replace"
+                            )
+                        else:
+                            frags.pop(p, None)
+                    elif p in d:
+                        del d[p]
+                        sl.remove(p)
+                        frags.pop(p, None)
             if check_depth and (bp._len > depth or ap._len > depth) and b.truncate():
                 top.truncated(b)
             b.updates += 1
@@ -876,7 +863,7 @@ class KrakenSession(BookSession):
                         )
                     )
         bl, al = b._bp._lists, b._ap._lists
-        if (bl and al and bl[-1][-1] >= al[0][0]) or sym in self._crossed:
+        if bl and al and bl[-1][-1] >= al[0][0] or sym in self._crossed:
             self._check_crossed(b, frame_id, findings)
 
     def keep_books(self, instruments) -> None:

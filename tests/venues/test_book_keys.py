@@ -132,3 +132,18 @@ def test_kraken_inline_path_is_exact(frames):
         same(b, m)
         # the session's cached checksum is the checksum of the book as it now is
         assert [f.got for f in found if f.kind == "checksum"] == [kraken.checksum(b)]
+
+
+def test_kraken_session_takes_a_float_keyed_book_put_in_from_outside():
+    s, m = kraken.VENUE.new_session(), Model()
+    s.feed(json.dumps([1, {"as": [["0.5", "1.0", "1618678133.1"]], "bs": [["0.1", "1.0", "1618678133.1"]]},
+                       "book-100", "X/Y"]))
+    outside = L2Book("X/Y")  # float keys
+    outside.apply_snapshot(s.books["X/Y"].top_levels(True) + s.books["X/Y"].top_levels(False))
+    s.books["X/Y"] = outside
+    m.snapshot([("ask", "0.5", "1.0", True), ("bid", "0.1", "1.0", True)])
+    for p, q in (("0.10000000000000000001", "2"), ("0.2", "3"), ("0.1", "0")):
+        _, found = s.feed(json.dumps([1, {"b": [[p, q, "1618678134.123456"]], "c": "0"}, "book-100", "X/Y"]))
+        m.put("bid", p, q)
+        same(s.books["X/Y"], m)
+        assert [f.got for f in found if f.kind == "checksum"] == [kraken.checksum(s.books["X/Y"])]
