@@ -592,7 +592,11 @@ class CoinbaseSession(BookSession):
         ``keep_books`` the levels of the other products are skipped undecoded."""
         kept = self.kept
         if kept is None:
-            msgs, seqinfo = self.venue._at_typed(typed_loads(NAME, _AT_DEC, payload))
+            try:  # typed_loads, inline
+                f = _AT_DEC.decode(payload)
+            except (msgspec.DecodeError, TypeError, ValueError, UnicodeError, RecursionError) as e:
+                raise DecodeError(NAME, f"bad frame: {e}", excerpt(payload)) from None
+            msgs, seqinfo = self.venue._at_typed(f)
         else:
             msgs, seqinfo = self.venue._at_kept(typed_loads(NAME, _AT_RAW_DEC, payload), kept)
         self.frames += 1
