@@ -211,32 +211,44 @@ class L2Book:
         if ts_ns is not None:
             self.last_update_ns = ts_ns
 
-    def apply_snapshot(self, levels: Iterable, ts_ns: int | None = None) -> None:
+    def apply_snapshot(
+        self, levels: Iterable, ts_ns: int | None = None, *, n_bids: int | None = None, texts: list | None = None
+    ) -> None:
         """Replace the whole book with ``levels`` (``base.Level`` objects, kept as the
         entries; zero quantities are ignored, a later level at a price wins).
 
         Deep snapshots (Coinbase: 46,000 levels) are split and indexed by C-level
         iteration; a snapshot holding a zero quantity, a price repeated, or a price
-        without text takes the level-by-level path."""
+        without text takes the level-by-level path. A decoder that already knows it may
+        say so: ``n_bids`` = the first ``n_bids`` levels are the bids, the rest asks, and
+        no quantity is zero; ``texts`` = the levels' price texts, in order."""
         levels = levels if type(levels) is list else list(levels)
         self._exact = exact = not self._float_keys
-        done = False
-        if all(map(_QTY, levels)):
+        split = None  # (bids, asks, their price texts or None)
+        if n_bids is not None:
+            split = (levels[:n_bids], levels[n_bids:], texts)
+        elif all(map(_QTY, levels)):
             sides = list(map(_SIDE, levels))
-            nb = sides.count("bid")
-            if sides[:nb].count("bid") == nb:  # the bids first, as venues send them
-                bids, asks = levels[:nb], levels[nb:]
+            n_bids = sides.count("bid")
+            if sides[:n_bids].count("bid") == n_bids:  # the bids first, as venues send them
+                split = (levels[:n_bids], levels[n_bids:], None)
             else:
-                bids = list(compress(levels, map(_IS_BID, sides)))
-                asks = list(compress(levels, map(_NOT_BID, sides)))
+                split = (list(compress(levels, map(_IS_BID, sides))), list(compress(levels, map(_NOT_BID, sides))), None)
+        done = False
+        if split is not None:
+            bids, asks, texts = split
             if exact:
                 bd = dict(zip(map(_PRICE, bids), bids, strict=True))
                 ad = dict(zip(map(_PRICE, asks), asks, strict=True))
                 done = True
             else:
                 try:
-                    bd = dict(zip(map(float, map(_PRICE_TEXT, bids)), bids, strict=True))
-                    ad = dict(zip(map(float, map(_PRICE_TEXT, asks)), asks, strict=True))
+                    if texts is None:
+                        bd = dict(zip(map(float, map(_PRICE_TEXT, bids)), bids, strict=True))
+                        ad = dict(zip(map(float, map(_PRICE_TEXT, asks)), asks, strict=True))
+                    else:
+                        bd = dict(zip(map(float, texts[:n_bids]), bids, strict=True))
+                        ad = dict(zip(map(float, texts[n_bids:]), asks, strict=True))
                 except ValueError:  # a price without text (or text float() does not take)
                     pass
                 else:
