@@ -25,6 +25,8 @@ from harness.timeparse import parse_duration_s
 @click.option("--speed", default="1", show_default=True, help="1 = recorded pace, N = N times faster, max = unpaced")
 @click.option("--precise", is_flag=True, help="spin before each deadline for sub-millisecond pacing (uses a core per client)")
 @click.option("--loop", is_flag=True, help="restart the recording when it ends instead of closing with 1000")
+@click.option("--resume-reconnects", is_flag=True,
+              help="a client reconnecting after it closed or dropped continues where it left off (with a fresh book snapshot)")
 @click.option("--auth-key", type=click.Path(dir_okay=False, exists=True), help="Kalshi API public key (PEM): verify signatures")
 @click.option("--max-skew", default="5s", show_default=True, help="max Kalshi timestamp skew with --auth-key")
 @click.option("--faults", "faults", default=None, help="fault spec, e.g. 'drop=0.01,disconnect=every:30s:1011,seed=1'")
@@ -32,7 +34,7 @@ from harness.timeparse import parse_duration_s
 @click.option("--allow-remote", is_flag=True, help="allow a non-loopback --host")
 @click.option("--slow-client", default="2s", show_default=True, help="abort a client whose send is blocked this long")
 @click.option("-v", "--verbose", is_flag=True, help="log every connection and fault")
-def command(recording, host, port, speed, precise, loop, auth_key, max_skew, faults, urls_file, allow_remote, slow_client, verbose):
+def command(recording, host, port, speed, precise, loop, resume_reconnects, auth_key, max_skew, faults, urls_file, allow_remote, slow_client, verbose):
     """Serve RECORDING to WebSocket clients as Kalshi and the exchanges would."""
     from harness.replay.faults import FaultPlan
     from harness.replay.server import ImpersonationServer
@@ -42,7 +44,7 @@ def command(recording, host, port, speed, precise, loop, auth_key, max_skew, fau
     srv = ImpersonationServer(
         recording, host=host, port=port, speed=speed, loop=loop, auth_key=auth_key,
         max_skew_s=parse_duration_s(max_skew), faults=plan, allow_remote=allow_remote, precise=precise,
-        slow_client_s=parse_duration_s(slow_client),
+        slow_client_s=parse_duration_s(slow_client), resume_reconnects=resume_reconnects,
     )
     if not os.path.exists(recording):
         from harness.store.reader import Recording

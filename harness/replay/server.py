@@ -29,7 +29,15 @@ at ``speed`` (its first frame goes out at once). Recorded disconnects (a connect
 the venue that closed before the last one, or closed with a code other than 1000, and
 ``disconnect`` events) close the client at their recorded time with the recorded code
 (1006: the TCP connection is aborted); the next connection to that venue (same Kalshi key
-id) resumes the recording after that point, as the recorder's reconnect did. At the end
+id) resumes the recording after that point, as the recorder's reconnect did. With
+``resume_reconnects`` a connection that ends any other way before the end of the recording
+(client close, network drop, an injected fault) is resumed too: the next connection to
+that venue (same key id) goes on right after the last recorded frame the previous one was
+sent (frames it rendered but never wrote, a dropped or held-back one, are not repeated), and
+as a venue gives a new subscriber the current book, its first subscription to a book
+channel is answered with a snapshot of the recorded book at that point
+(``venue_flows``: Kalshi, Coinbase Advanced Trade, Kraken v2, Gemini; Bitstamp's client
+fetches REST). Without it a new connection starts at the beginning of the recording. At the end
 of the recording the connection closes with 1000 "end of recording", or with ``loop``
 the cursor restarts (subscriptions, sids and seq continue). Kalshi clients get a WS Ping
 with body ``heartbeat`` every ``ping_interval_s / speed`` seconds. A frame is rendered
@@ -86,6 +94,7 @@ from harness.replay.faults import FaultPlan
 from harness.replay.schedule import Schedule, parse_speed, percentiles
 from harness.replay.venue_flows import (
     KALSHI_CONTROL,
+    ExchangeBookCursor,
     KalshiBookCursor,
     KalshiFlow,
     KalshiSub,
@@ -131,7 +140,9 @@ class ClientInfo:
     errors: int = 0
     close_code: int | None = None
     close_reason: str = ""
-    resumed_at: int | None = None
+    resumed_at: int | None = None  # timeline ns this connection resumed after (None: from the start)
+    resumed_fid: int | None = None  # ... right after this recorded frame (resume_reconnects)
+    resume_next: tuple | None = None  # set at a recorded disconnect: where the next connection resumes
     sending_since: float = 0.0
     buffered_peak: int = 0  # most bytes seen queued in its transport (the watchdog samples it)
     schedules: list = field(default_factory=list)
@@ -188,6 +199,7 @@ class ImpersonationServer:
         max_fault_log: int = 1_000_000,
         track_sent: bool = False,
         rest_lead_s: float = 5.0,
+        resume_reconnects: bool = False,
     ):
         self.path = os.fspath(recording)
         self.host = host
@@ -220,9 +232,15 @@ class ImpersonationServer:
         self._refused = 0
         self._not_found = 0
         self._auth_refused = 0
-        self._resume: dict[tuple, int] = {}
+        # (venue, key id) -> (timeline ns, frame id or None, recorded wall ns or None): where
+        # the next connection resumes (after a recorded disconnect; resume_reconnects: after
+        # the last frame the previous connection was sent)
+        self._resume: dict[tuple, tuple] = {}
+        self.resume_reconnects = resume_reconnects
+        self._offsets: dict[int, int] = {}  # session id -> shift of its monotonic clock onto the timeline
         self._server = None
-        self._books_rec: Recording | None = None  # read by get_snapshot answers, opened at the first
+        self._books_rec: Recording | None = None  # read by snapshot answers, opened at the first
+        self._exchange_books: dict[str, ExchangeBookCursor] = {}  # venue -> books at a resume point
         self._tasks: set[asyncio.Task] = set()
         self.rest: rest_replay.RestTable = rest_replay.RestTable()
         self.rest_served = 0
@@ -298,7 +316,7 @@ class ImpersonationServer:
     def _scan(self) -> None:
         with Recording(self.path) as rec:
             conns = rec.connections()
-            offsets = {s: rec.session_offset_ns(s) for s in rec.session_ids()}
+            offsets = self._offsets = {s: rec.session_offset_ns(s) for s in rec.session_ids()}
             for c in conns:
                 v = c["venue"].lower()
                 tr = self.tracks.get(v)
@@ -410,10 +428,46 @@ class ImpersonationServer:
         Read in the event loop on purpose: the stream cannot move while the answer is built,
         so the snapshot's seq and content match the point of the stream it is sent at. One
         cursor per client, reading on from its previous answer (venue_flows.KalshiBookCursor)."""
+        rec = self._recording()
+        return KalshiBookCursor(lambda: rec.rows(Filters(venues=("kalshi",), dir="in", opcodes=("text",))))
+
+    def _recording(self) -> Recording:
         if self._books_rec is None:
             self._books_rec = Recording(self.path)
-        rec = self._books_rec
-        return KalshiBookCursor(lambda: rec.rows(Filters(venues=("kalshi",), dir="in", opcodes=("text",))))
+        return self._books_rec
+
+    def _exchange_book_cursor(self, venue: str) -> ExchangeBookCursor:
+        """The recorded books of an exchange at a resumed client's starting point, rebuilt
+        by the venue module's sessions (venue_flows.ExchangeBookCursor). One per venue,
+        shared by its clients: resumes follow each other forward along the recording. Read in
+        the event loop, like ``_kalshi_book_cursor``."""
+        cur = self._exchange_books.get(venue)
+        if cur is None:
+            rec = self._recording()
+            cur = self._exchange_books[venue] = ExchangeBookCursor(
+                venue, lambda: rec.rows(Filters(venues=(venue,), dir="in", opcodes=("text",))))
+        return cur
+
+    def _line_of(self, frame_id: int) -> int | None:
+        """A recorded frame's time on the timeline (session offsets applied)."""
+        row = self._recording().db.execute("SELECT session_id, t_mono_ns FROM frames WHERE id = ?", (frame_id,)).fetchone()
+        if row is None or not isinstance(row[1], int):
+            return None
+        return row[1] + self._offsets.get(row[0], 0)
+
+    def _resume_after(self, client: ClientInfo, flow) -> tuple | None:
+        """Where the next connection of ``client``'s venue (and key) resumes when this one
+        ended other than at a recorded disconnect: with ``resume_reconnects`` and unless the
+        recording ran out, right after the last frame it was sent (a client that was sent
+        nothing passes on its own starting point)."""
+        if not self.resume_reconnects or client.close_reason == "end of recording":
+            return None
+        if flow.last_fid is None or flow.last_fid == client.resumed_fid:
+            if client.resumed_at is None:
+                return None
+            return (client.resumed_at, client.resumed_fid, flow.last_t)
+        line = self._line_of(flow.last_fid)
+        return None if line is None else (line, flow.last_fid, flow.last_t)
 
     # -- faults log ------------------------------------------------------------------------
     def _log_fault(self, entry: dict) -> None:
@@ -567,7 +621,17 @@ class ImpersonationServer:
             flow.now_ns = lambda: flow.last_t if flow.last_t is not None else origin
         go = asyncio.Event()
         resume_key = (venue, key_id)
-        client.resumed_at = self._resume.pop(resume_key, None)
+        resume = self._resume.pop(resume_key, None)
+        if resume is not None:
+            client.resumed_at, client.resumed_fid, t_wall = resume
+            if client.resumed_fid is not None:
+                # resumed after the previous client's last frame: the books (get_snapshot,
+                # and the snapshot a venue gives a new subscriber) start from there
+                flow.last_fid, flow.last_t = client.resumed_fid, t_wall
+                if venue == "kalshi":
+                    flow.resume_snapshots = True
+                elif venue in ("coinbase", "kraken", "gemini"):
+                    flow.resume_books = self._exchange_book_cursor(venue).books
         tasks = [asyncio.create_task(self._stream(ws, flow, track, client, go, resume_key)),
                  asyncio.create_task(self._watchdog(ws, client))]
         if venue == "kalshi":
@@ -593,12 +657,18 @@ class ImpersonationServer:
         finally:
             for t in tasks:
                 t.cancel()
-            await asyncio.gather(*tasks, return_exceptions=True)
-            self._tasks.difference_update(tasks)
-            self._active.discard(client.no)
+            # before any await: a reconnect must find where to resume (the stream task is
+            # not running now, so the last frame sent is final)
             if client.close_code is None:
                 client.close_code = ws.close_code if ws.close_code is not None else 1006
                 client.close_reason = client.close_reason or "closed by client"
+            if client.resume_next is None:
+                nxt = self._resume_after(client, flow)
+                if nxt is not None:
+                    self._resume[resume_key] = nxt
+            await asyncio.gather(*tasks, return_exceptions=True)
+            self._tasks.difference_update(tasks)
+            self._active.discard(client.no)
 
     async def _send(self, ws, client: ClientInfo, text) -> None:
         client.sending_since = time.monotonic()
@@ -652,8 +722,10 @@ class ImpersonationServer:
                 return
 
     # -- streaming -------------------------------------------------------------------------
-    async def _chunks(self, venue: str, start_after: int | None):
-        """Chunks of (frame_id, conn_id, t_line, payload, type, t_wall), read in the event loop.
+    async def _chunks(self, venue: str, start_after: tuple | None):
+        """Chunks of (frame_id, conn_id, t_line, payload, type, t_wall), read in the event loop,
+        from after ``start_after`` = (t_line, frame id or None): after that frame (frames of
+        the same time come in the same order every read), else after that time.
 
         Reads run in the loop (about a millisecond per CHUNK frames, off the p99). A worker
         thread reading ahead gained nothing measurable at --speed max (bench_serve) and
@@ -662,6 +734,8 @@ class ImpersonationServer:
         rec = Recording(self.path)
         offsets = {s: rec.session_offset_ns(s) for s in rec.session_ids()}
         it = rec.rows(Filters(venues=(venue,), dir="in", opcodes=("text", "binary")))
+        start_t, start_fid = start_after[:2] if start_after is not None else (None, None)
+        passed = start_fid is None
         try:
             while True:
                 rows = list(itertools.islice(it, CHUNK))
@@ -670,8 +744,13 @@ class ImpersonationServer:
                 out = []
                 for fid, sid, cid, _d, tw, tm, _op, payload, typ in rows:
                     t = tm + offsets[sid]
-                    if start_after is None or t > start_after:
-                        out.append((fid, cid, t, payload, typ, tw))
+                    if start_t is not None and t <= start_t:
+                        if t < start_t or start_fid is None:
+                            continue
+                        if not passed:  # the same time: up to the frame itself
+                            passed = fid == start_fid
+                            continue
+                    out.append((fid, cid, t, payload, typ, tw))
                 yield out
                 await asyncio.sleep(0)  # let other clients and the timer run between chunks
         finally:
@@ -694,7 +773,7 @@ class ImpersonationServer:
         inj = self.plan.injector(track.venue, client.no, self._log_fault) if self.plan else None
         is_kalshi = isinstance(flow, KalshiFlow)
         note = self._sent_log(track.venue)
-        start_after = client.resumed_at
+        start_after = (client.resumed_at, client.resumed_fid) if client.resumed_at is not None else None
         match, render, send = flow.match, flow.render, ws.send
         # Unpaced: frames are written in batches inside one send_context (one transport
         # write and one drain per batch instead of per frame); flow control still applies.
@@ -721,7 +800,7 @@ class ImpersonationServer:
             sched = Schedule(speed, precise=self.precise)
             client.schedules.append(sched)
             wait = sched.wait_async
-            marks = [m for m in track.marks if start_after is None or m.t > start_after]
+            marks = [m for m in track.marks if start_after is None or m.t > start_after[0]]
             next_mark = marks[0].t if marks else None
             mi = 0
             first_t = None
@@ -738,7 +817,7 @@ class ImpersonationServer:
                             await wait(m.t)
                             for h in held:
                                 await send(h[1])
-                            self._resume[resume_key] = m.t
+                            client.resume_next = self._resume[resume_key] = (m.t, None, None)
                             log.info("client %d (%s): recorded disconnect %d after data frame %d", client.no, track.venue, m.code, index)
                             await self._close(ws, client, m.code, m.reason or "recorded disconnect")
                             return

@@ -43,6 +43,24 @@ the sid's next seq.
 Reply timestamps (Coinbase and Kraken acks, Kraken pongs) come from ``now_ns``, which the
 server sets to the recorded time the client's stream has reached.
 
+Resumed clients (the server's ``resume_reconnects``): a venue gives a reconnecting client
+the current book, so the first subscription of a resumed client to a book channel is
+answered, after its ack, with a fresh snapshot per instrument of the recorded book after
+the last frame its predecessor was sent (``last_fid``, which the server sets before the
+client subscribes), in the venue's current format:
+- Kalshi ``orderbook_delta``: ``orderbook_snapshot`` per market (``snapshot_frame``; the
+  markets named, else every market with a book), with the sid's seqs;
+- Coinbase Advanced Trade ``level2``: an ``l2_data`` ``snapshot`` event per product
+  (``coinbase_snapshot_frame``), price/quantity text as recorded, the connection's next
+  ``sequence_num``; the Exchange feed gets none;
+- Kraken v2 ``book``: a ``snapshot`` per symbol with its CRC32 ``checksum``
+  (``kraken_snapshot_frame``), at most the depth asked; v1 gets none;
+- Gemini ``l2``: a first ``l2_updates`` (with ``trades: []``, which marks it the full book);
+- Bitstamp and Crypto.com: none (Bitstamp's client fetches the REST book; Crypto.com's
+  recorded ``book`` frames are whole books anyway).
+The exchange books come from the venue modules' own sessions fed the recorded frames
+(``ExchangeBookCursor``), never from a second copy of their protocol logic.
+
 Adapters written here (missing from the venue modules): Kalshi replies (subscribed, ok,
 unsubscribed, error, list, snapshots), the per-venue error replies, Coinbase acks via
 ``subscriptions_frame``, topic and instrument extraction for routing.
@@ -58,7 +76,7 @@ import orjson
 
 from harness.errors import DecodeError
 from harness.venues import get as get_venue
-from harness.venues._json import top_level_str_value
+from harness.venues._json import ns_to_rfc3339, top_level_str_value
 
 # --------------------------------------------------------------------------- rewriting
 
@@ -205,6 +223,9 @@ class KalshiFlow:
         # (tickers, upto_fid) -> {ticker: (KalshiBook, market_id)}: the recorded books at a
         # point of the stream; set by the server, answers get_snapshot
         self.books_at = None
+        # a resumed client (set by the server): its first orderbook_delta subscription is
+        # answered with the recorded books at ``last_fid``, as Kalshi sends a new subscriber
+        self.resume_snapshots = False
 
     def on_connect(self) -> list[str]:
         return []
@@ -262,7 +283,24 @@ class KalshiFlow:
             if cmd.id:
                 obj = {"id": cmd.id, **obj}
             out.append(_dumps(obj))
+            if ch == "orderbook_delta" and self.resume_snapshots:
+                out.extend(self._resume_snapshots(sub, tickers))
         self.started = True
+        return out
+
+    def _resume_snapshots(self, sub: KalshiSub, tickers) -> list[str]:
+        """Snapshots of the recorded books at ``last_fid`` for a resumed client (once): the
+        markets named (an empty book when the recording has none yet, as Kalshi answers),
+        else every market that has a book there."""
+        self.resume_snapshots = False
+        if self.books_at is None or self.last_fid is None:
+            return []
+        named = list(tickers) if tickers else None
+        books = self.books_at(set(named) if named else set(self.track.markets), self.last_fid)
+        out = []
+        for t in named if named else sorted(books):
+            book, market_id = books.get(t, (None, None))
+            out.append(snapshot_frame(sub.sid, sub.next_seq(), t, market_id, book))
         return out
 
     def _cmd_unsubscribe(self, cmd) -> list[str]:
@@ -449,6 +487,111 @@ class KalshiBookCursor:
         return False
 
 
+class ExchangeBookCursor:
+    """The recorded books of one exchange venue at a point of the recording, rebuilt by
+    the venue module's own sessions (``harness.venues.get(venue).new_session()``), one per
+    recorded connection, as ``KalshiBookCursor`` does for Kalshi: it reads on from its
+    previous answer, and starts again from the beginning when asked for a point it has
+    passed. An instrument's book is the one of the recorded connection whose frame last
+    touched it (a reconnect's new snapshot takes over from the old connection's book).
+
+    The books returned are the sessions' own ``L2Book`` objects: render them before the
+    next ``books`` call."""
+
+    def __init__(self, venue: str, open_rows):
+        self.venue = venue
+        self.v = get_venue(venue)
+        self._open = open_rows
+        self._rows = None
+        self._at = None  # the frame id read last
+        self._sessions: dict = {}  # recorded conn id -> venue session
+        self._books: dict = {}  # instrument -> L2Book
+        self.rows_read = 0
+
+    def books(self, upto_fid: int | None) -> dict:
+        if upto_fid is None:
+            return {}
+        if upto_fid != self._at and (self._rows is None or not self._advance(upto_fid)):
+            self._rows, self._sessions, self._books = self._open(), {}, {}
+            self._advance(upto_fid)  # not found at all: the books at the end
+        return {k: b for k, b in self._books.items() if len(b)}
+
+    def _advance(self, upto_fid: int) -> bool:
+        sessions, books = self._sessions, self._books
+        for row in self._rows:
+            self.rows_read += 1
+            fid, cid, payload = row[0], row[2], row[7]
+            self._at = fid
+            s = sessions.get(cid)
+            if s is None:
+                s = sessions[cid] = self.v.new_session()
+            try:
+                msgs, _ = s.feed(payload, fid)
+            except DecodeError:
+                msgs = ()
+            for m in msgs:
+                inst = getattr(m, "instrument", None)
+                if inst is not None:
+                    b = s.books.get(inst)
+                    if b is not None:
+                        books[inst] = b
+            if fid == upto_fid:
+                return True
+        self._rows = None
+        return False
+
+
+def _levels_best_first(book, n: int | None = None):
+    """(bids, asks) of an ``L2Book``: its Level entries, best first (wire text kept)."""
+    return book.top_levels(True, n), book.top_levels(False, n)
+
+
+def coinbase_snapshot_frame(seq: int, ts_ns: int, product_id: str, book) -> str:
+    """An Advanced Trade ``l2_data`` ``snapshot`` of an ``L2Book`` (bids best first, then
+    offers), prices and quantities as the recorded text, ``event_time`` = ``timestamp``."""
+    ts = ns_to_rfc3339(ts_ns)
+    et = ts[:-4] + "Z"  # event_time carries microseconds
+    bids, asks = _levels_best_first(book)
+    ups = [{"side": "bid", "event_time": et, "price_level": lv.price_text or str(lv.price),
+            "new_quantity": lv.qty_text or str(lv.qty)} for lv in bids]
+    ups += [{"side": "offer", "event_time": et, "price_level": lv.price_text or str(lv.price),
+             "new_quantity": lv.qty_text or str(lv.qty)} for lv in asks]
+    return _dumps({"channel": "l2_data", "client_id": "", "timestamp": ts, "sequence_num": seq,
+                   "events": [{"type": "snapshot", "product_id": product_id, "updates": ups}]})
+
+
+def kraken_snapshot_frame(symbol: str, book, ts_ns: int, depth: int | None = None) -> str:
+    """A Kraken v2 ``book`` ``snapshot`` of an ``L2Book`` (at most ``depth`` levels a side),
+    prices and quantities as JSON numbers with the recorded text, and the CRC32 checksum
+    ``harness.venues.kraken`` verifies (top 10 of what is sent)."""
+    from harness.venues import kraken
+
+    bids, asks = _levels_best_first(book, depth)
+    if depth is not None and (book.n_bids > depth or book.n_asks > depth):
+        from harness.venues.book import L2Book
+
+        sent = L2Book(symbol, float_keys=False)
+        sent.apply_snapshot(bids + asks)
+        crc = kraken.checksum(sent)
+    else:
+        crc = kraken.checksum(book)
+
+    def side(levels) -> str:
+        return ",".join('{"price":%s,"qty":%s}' % (lv.price_text or lv.price, lv.qty_text or lv.qty) for lv in levels)  # noqa: UP031
+
+    return ('{"channel":"book","type":"snapshot","data":[{"symbol":%s,"bids":[%s],"asks":[%s],'  # noqa: UP031
+            '"checksum":%d,"timestamp":"%s"}]}' % (_dumps(symbol), side(bids), side(asks), crc, ns_to_rfc3339(ts_ns)[:-4] + "Z"))
+
+
+def gemini_snapshot_frame(symbol: str, book) -> str:
+    """Gemini v2's first ``l2_updates`` for a symbol: the whole book (``trades`` present,
+    empty: the marker of a full book), prices and quantities as the recorded text."""
+    bids, asks = _levels_best_first(book)
+    changes = [["buy", lv.price_text or str(lv.price), lv.qty_text or str(lv.qty)] for lv in bids]
+    changes += [["sell", lv.price_text or str(lv.price), lv.qty_text or str(lv.qty)] for lv in asks]
+    return _dumps({"changes": changes, "symbol": symbol, "trades": [], "type": "l2_updates"})
+
+
 def _peek_id(payload):
     m = re.search(r'"id"\s*:\s*(\d+)', payload) if isinstance(payload, str) else None
     return int(m.group(1)) if m else None
@@ -530,6 +673,9 @@ def _topic_cryptocom(s: str) -> str | None:
     return CONTROL if m is not None else None
 
 
+# the book channel of the venues whose resumed clients get a snapshot (see the module docstring)
+_BOOK_KEY = {"coinbase": "level2", "kraken": "book", "gemini": "l2"}
+
 _PRODUCT_ID = re.compile(r'"product_id"\s*:\s*"([^"\\]*)"')
 _SYMBOL = re.compile(r'"symbol"\s*:\s*"([^"\\]*)"')
 
@@ -569,6 +715,10 @@ class ExchangeFlow:
         self.last_t: int | None = None  # recorded wall time of the last frame streamed
         self.commands = 0
         self.errors = 0
+        # a resumed client (set by the server): upto_fid -> {instrument: L2Book}; its first
+        # book subscription per instrument gets a snapshot of the recorded book at last_fid
+        self.resume_books = None
+        self._snapshotted: set[str] = set()
 
     def on_connect(self) -> list[str]:
         if self.venue == "kraken":
@@ -654,6 +804,8 @@ class ExchangeFlow:
                     # all instruments minus some cannot be told apart here: all keep flowing
             if a == "subscribe":
                 self.started = True
+                if self.resume_books is not None and _BOOK_KEY.get(self.venue) in keys:
+                    return self._acks(cmd) + self._resume_snapshots(cmd)
             return self._acks(cmd)
         if self.venue == "cryptocom" and a == "public/respond-heartbeat":
             return []
@@ -663,6 +815,29 @@ class ExchangeFlow:
         if self.venue == "bitstamp" and a == "heartbeat":
             return self.v.ack_frames(cmd)
         return [self.error(f"unknown or unsupported command {a!r}", cmd)]
+
+    def _resume_snapshots(self, cmd) -> list[str]:
+        """Snapshots of the recorded books at ``last_fid`` for the instruments this
+        subscription names (all when none), once per instrument (module docstring)."""
+        v = self.venue
+        if (v == "coinbase" and cmd.params.get("feed") == "exchange") or (v == "kraken" and cmd.params.get("version") != 2):
+            return []
+        wanted = {i.upper() for i in cmd.instruments}
+        out = []
+        for inst, book in sorted(self.resume_books(self.last_fid).items()):
+            if (wanted and inst.upper() not in wanted) or inst in self._snapshotted:
+                continue
+            self._snapshotted.add(inst)
+            if v == "coinbase":
+                self.seq += 1
+                out.append(coinbase_snapshot_frame(self.seq, self.now_ns(), inst, book))
+            elif v == "kraken":
+                from harness.venues.kraken import DEFAULT_DEPTH
+
+                out.append(kraken_snapshot_frame(inst, book, self.now_ns(), cmd.params.get("depth", DEFAULT_DEPTH)))
+            else:
+                out.append(gemini_snapshot_frame(inst, book))
+        return out
 
     def _acks(self, cmd) -> list[str]:
         if self.venue == "coinbase":
