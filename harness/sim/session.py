@@ -4,7 +4,8 @@ recorder -> capture on the simulated timeline.
 1. ``source.write_source`` writes what the venues send (a temporary recording).
 2. ``ImpersonationServer`` serves it over loopback at ``speed`` (default 20: 20 minutes
    in about a minute), with the server-side part of the fault plan, and answers the REST
-   paths from the source's ``http`` rows at the replay's current time.
+   paths from the source's ``http`` rows at the replay's current time; a reconnecting
+   client resumes where it left off (``resume_reconnects``).
 3. The real recorder (``harness.live.manager.Recorder``) records every venue from the
    server: handshakes (Kalshi signed with an RSA key generated for this run and never
    written anywhere), subscribe commands, pings, Kalshi market discovery and 15-minute
@@ -136,7 +137,11 @@ async def capture(source: str, out: str, summary, *, speed: float, seed: int, se
     key_id = str(uuid.UUID(int=random.Random(f"{seed}:key-id").getrandbits(128), version=4))  # shaped like Kalshi's
     creds = Credentials(key_id, Path("<generated in memory>"), key)
     wall_minus_mono = time.time_ns() - time.monotonic_ns()
-    async with ImpersonationServer(source, speed=speed, faults=server_faults, slow_client_s=10.0) as srv:
+    # resume_reconnects: a recorder reconnecting on its own (a resync after a book gap)
+    # goes on where it left off with a fresh snapshot, as from a venue, instead of being
+    # served the session again from its start
+    async with ImpersonationServer(source, speed=speed, faults=server_faults, slow_client_s=10.0,
+                                   resume_reconnects=True) as srv:
         clock = FastClock(summary.start_ns, speed)
         rest_base = "http://" + srv.urls["kalshi"].split("/")[2]  # REST is served on the same port
         host = rest_base.split("//", 1)[1].split(":")[0]

@@ -18,7 +18,7 @@ from harness.store.export import export_jsonl
 from harness.store.inspect import inspect_recording
 
 REPO = Path(__file__).resolve().parents[2]
-V1_SAMPLE = REPO / "recordings" / "faults.db"  # committed, made before version 2
+V1_SAMPLE = REPO / "recordings" / "rest_poll.db"  # committed, made before version 2 (faults.db was remade as version 2)
 T0 = 1_700_000_000_000_000_000
 
 
