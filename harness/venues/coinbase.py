@@ -50,6 +50,7 @@ from __future__ import annotations
 
 from decimal import Decimal, InvalidOperation
 from operator import attrgetter
+from typing import Literal
 
 import msgspec
 
@@ -110,8 +111,9 @@ _TAKER = {"BUY": "sell", "SELL": "buy", "buy": "sell", "sell": "buy"}
 
 
 class _ATUpdate(msgspec.Struct, gc=False):
-    # event_time is left out: nothing uses it and skipping it saves a string per level
-    side: str
+    # event_time is left out: nothing uses it and skipping it saves a string per level;
+    # side as a Literal: msgspec hands out the one interned name instead of a new string
+    side: Literal["bid", "offer", "ask", "buy", "sell"]
     price_level: str
     new_quantity: str
 
