@@ -183,6 +183,11 @@ def _print_pipeline(p: dict) -> None:
         for v, d in ix["venues"].items()
     )
     con.print(f"venues used: {used or 'none'} (min_venues {ix['min_venues']})")
+    n_venues = len(ix["venues"])
+    if ix["ticks"] and not ix["valid"] and 0 < n_venues < ix["min_venues"]:
+        con.print(f"[yellow]no valid index: the recording has {n_venues} spot venue{'s' if n_venues > 1 else ''} with a BTC "
+                  f"book, fewer than min_venues {ix['min_venues']}; pass --min-venues {n_venues} for a "
+                  f"{'single' if n_venues == 1 else 'smaller'}-venue proxy[/yellow]")
     if p["signals"]:
         t = Table("time (UTC)", "market", "side", "price", "fair", "edge", "quote age s", "index move", title="signals")
         for s in p["signals"]:

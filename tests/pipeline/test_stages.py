@@ -113,6 +113,16 @@ def test_default_min_venues_two_makes_single_venue_invalid(tmp_path):
     p = run_recording(str(tmp_path / "one.db"))
     assert p.n_ticks > 0 and p.n_valid == 0
     assert p.ticks[-1][4].startswith("too_few_venues")
+    # and `harness replay` says why and what to pass
+    from click.testing import CliRunner
+
+    from harness.cli import cli
+
+    r = CliRunner().invoke(cli, ["replay", str(tmp_path / "one.db")], env={"COLUMNS": "200"})
+    assert r.exit_code == 0 and "0 valid" in r.output
+    assert "1 spot venue with a BTC book, fewer than min_venues 2; pass --min-venues 1" in r.output
+    r = CliRunner().invoke(cli, ["replay", str(tmp_path / "one.db"), "--min-venues", "1"], env={"COLUMNS": "200"})
+    assert r.exit_code == 0 and "pass --min-venues" not in r.output and " 0 valid" not in r.output
 
 
 # --------------------------------------------------------------------------- signals
