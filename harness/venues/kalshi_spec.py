@@ -82,6 +82,7 @@ __all__ = [
     "default_kalshi_errata",
     "spec_field_map",
     "observed_field_map",
+    "frame_fields",
     "json_type",
     "diff_field_maps",
     "diff_specs",
@@ -634,6 +635,13 @@ def _walk_value(v: Any, path: str, out: dict[str, set[str]]) -> None:
     elif isinstance(v, list):
         for sub in v:
             _walk_value(sub, f"{path}[]", out)
+
+
+def frame_fields(obj: Any, into: dict[str, set[str]]) -> dict[str, set[str]]:
+    """Add the field paths of one parsed frame (any venue's JSON) and their JSON types to
+    ``into`` ({path: {types}}, the per-type part of a ``FieldMap``)."""
+    _walk_value(obj, "", into)
+    return into
 
 
 def observed_field_map(frames: Iterable[Any], into: FieldMap | None = None) -> FieldMap:
