@@ -570,9 +570,8 @@ class CoinbaseSession(BookSession):
         self.seq_ex = MonotonicTracker(strict=False)
         self._ex_match = MonotonicTracker(strict=True)
 
-    def feed(self, payload, frame_id: int | None = None):
-        if type(payload) is str and payload.startswith(_L2_PREFIX):
-            return self._feed_l2(payload, frame_id)
+    def _feed_general(self, payload, frame_id: int | None = None):
+        """``feed`` for everything but ``l2_data`` frames as sent."""
         msgs, seqinfo = self.venue._decode(payload)
         self.frames += 1
         findings: list = []
@@ -595,11 +594,14 @@ class CoinbaseSession(BookSession):
             self._check_crossed(b, frame_id, findings)
         return msgs, findings
 
-    def _feed_l2(self, payload: str, frame_id):
-        """The hot path: an Advanced Trade ``l2_data`` frame as sent. The same decode as
-        ``_decode`` (so the same messages and errors) and the same rules as ``feed``, with
-        the in-order sequence number and the book updates handled inline. With
-        ``keep_books`` the levels of the other products are skipped undecoded."""
+    def feed(self, payload, frame_id: int | None = None):
+        """The hot path first: an Advanced Trade ``l2_data`` frame as sent. The same decode
+        as ``_decode`` (so the same messages and errors) and the same rules as
+        ``_feed_general``, with the in-order sequence number and the book updates handled
+        inline. With ``keep_books`` the levels of the other products are skipped
+        undecoded."""
+        if type(payload) is not str or not payload.startswith(_L2_PREFIX):
+            return self._feed_general(payload, frame_id)
         kept = self.kept
         if kept is None:
             try:  # typed_loads, inline
