@@ -733,16 +733,18 @@ class KrakenSession(BookSession):
                             tn = decimal_seconds_ns(NAME, tt)
                         if tn > ts:
                             ts = tn
-                    msgs = [
-                        BookMessage(
-                            type="book/update", venue_ts_ns=ts or None, instrument=sym, snapshot=False,
-                            levels=levels, checksum=int(c),
-                        )
-                    ]
+                    m = BookMessage(
+                        type="book/update", venue_ts_ns=ts or None, instrument=sym, snapshot=False,
+                        levels=levels, checksum=int(c),
+                    )
+                    self.frames += 1
+                    findings: list = []
+                    self._apply_book(m, depth, frame_id, findings)
+                    return [m], findings
         if msgs is None:
             msgs, depth = self.venue._decode(payload)
         self.frames += 1
-        findings: list = []
+        findings = []
         for m in msgs:
             cls = m.__class__
             if cls is BookMessage:
