@@ -326,3 +326,27 @@ def test_reuse_keeps_the_cap_interval_of_the_reference():
         assert_same(c.compute(books, t), want.compute(ref_books(books), t))
         assert c._cap[0] == want._cap[0] and c._cap[1] == pytest.approx(want._cap[1], rel=REL)
     assert c.reused == 1
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(start=st.lists(st.sampled_from([0.001, 0.01, 0.1, 0.5, 1.0, 2.0, 5.0, 50.0]) | st.floats(1e-8, 1e3),
+                      min_size=2, max_size=400),
+       steps=st.lists(st.tuples(st.integers(0, 10**6), st.floats(1e-8, 1e4)), max_size=40),
+       trim=st.sampled_from([0.01, 0.05, 0.2]))
+def test_cap_tails_with_a_hint_are_exact(start, steps, trim):
+    """The dynamic cap's tails found from the previous call's hint (a few candidates) give
+    the very same cap, to the last bit, as a whole partition, through a run of small
+    changes (ties and repeated sizes included)."""
+    import numpy as np
+
+    from harness.pipeline.brti import _dynamic_cap
+
+    p = dataclasses.replace(BrtiParams(), cap_trim=trim, cap_min_levels_per_side=1, cap_band=1.0)
+    sizes = list(start)
+    hint: list = [None, None]
+    for i, q in [(0, sizes[0])] + steps:
+        sizes[i % len(sizes)] = q
+        n = len(sizes)
+        bq, aq = np.array(sizes[: n // 2]), np.array(sizes[n // 2:])
+        bpx, apx = 100.0 - np.arange(len(bq)) * 0.01, 100.01 + np.arange(len(aq)) * 0.01
+        assert _dynamic_cap(bpx, bq, apx, aq, p, hint) == _dynamic_cap(bpx, bq, apx, aq, p)
