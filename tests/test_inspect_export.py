@@ -91,7 +91,7 @@ def test_inspect_exact(small):
     assert f["close_codes"] == {"1000": 1}
     assert f["schema_version"] == 2 and f["file_bytes"] == p.stat().st_size
     # a version-2 file recorded without --pipeline: the session log's tables, empty
-    assert f["session_log"] == {"index_values": 0, "index_valid": 0, "signals": 0, "settlements": 0,
+    assert f["session_log"] == {"index_values": 0, "index_valid": 0, "signals": 0, "settlements": 0, "fair_values": 0,
                                 "first_ns": None, "last_ns": None, "by_session": {}}
 
 

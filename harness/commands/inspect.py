@@ -32,7 +32,7 @@ def _s(x: float | None, fmt: str = "{:.1f}") -> str:
 def command(recording: str, as_json: bool, gap_threshold: float, max_gaps: int) -> None:
     """Summarize RECORDING: sessions, connections, frame counts by venue, direction and
     type, bytes, time span, inbound message rates, gaps, events and HTTP rows, and the
-    session log a live `record --pipeline` wrote (index values, signals, settlements).
+    session log a live `record --pipeline` wrote (index values, signals, fair values, settlements).
 
     \b
     --json keys (times *_ns are Unix ns, durations *_s seconds, null when unknown):
@@ -52,9 +52,9 @@ def command(recording: str, as_json: bool, gap_threshold: float, max_gaps: int) 
       events: total, by_kind{kind: n}
       http: total, by_venue{venue: n}, response_bytes
       close_codes: {code: n}
-      session_log: index_values, index_valid, signals, settlements, first_ns,
+      session_log: index_values, index_valid, signals, settlements, fair_values, first_ns,
                   last_ns, by_session{session_id: {index_values, signals,
-                  settlements}}  (null: a version-1 recording)
+                  settlements, fair_values}}  (null: a version-1 recording)
     See docs/formats.md for the exact definitions.
     """
     with Recording(recording) as rec:
@@ -142,6 +142,6 @@ def _render(f: dict) -> None:
         if sl["index_values"] or sl["signals"] or sl["settlements"]:
             con.print(f"[bold]session log[/bold] (record --pipeline): {sl['index_values']:,} index values "
                       f"({sl['index_valid']:,} valid, {_t(sl['first_ns'])} .. {_t(sl['last_ns'])} UTC), "
-                      f"{sl['signals']:,} signals, {sl['settlements']:,} settlements")
+                      f"{sl['signals']:,} signals, {sl['fair_values']:,} fair values, {sl['settlements']:,} settlements")
         else:
             con.print("[bold]session log[/bold]: empty (recorded without --pipeline)")

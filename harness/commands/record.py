@@ -68,7 +68,7 @@ def command(output, kalshi_series, kalshi_market, kalshi_channels, exchanges, du
     a check fails (unless the recording itself failed).
 
     With --pipeline, the pipeline runs on the frames as they are written and its session
-    log (tables index_values, signals, settlements) goes into the recording itself, through
+    log (tables index_values, signals, fair_values, settlements) goes into the recording itself, through
     the recorder's writer; `harness replay REC` later says whether it computes the same."""
     from harness.config import build_config
     from harness.live.manager import run_record
@@ -149,7 +149,7 @@ def command(output, kalshi_series, kalshi_market, kalshi_channels, exchanges, du
                        f"(replay the recording for the full run)", err=True)
         bad = f", {writer.session_log_errors:,} refused" if writer.session_log_errors else ""
         click.echo(f"pipeline session log: {writer.session_log_rows:,} rows in {cfg.output} "
-                   f"(index_values, signals, settlements{bad})", err=True)
+                   f"(index_values, signals, fair_values, settlements{bad})", err=True)
     if live is not None:
         _report(live, cfg.output, html_path, json_path)
     sys.stdout.flush()

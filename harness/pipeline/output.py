@@ -25,6 +25,10 @@ Schema (``PRAGMA application_id = 0x4B48504C`` "KHPL", ``user_version = 1``)::
             fee_per_contract REAL, fair REAL, index_value REAL, index_ts_ns INTEGER,
             sigma REAL, yes_bid REAL, yes_ask REAL, quote_ts_ns INTEGER,
             quote_age_ns INTEGER, index_at_quote REAL, index_move REAL)
+    fair_values(ts_ns INTEGER, ticker TEXT,   -- one row per market per tick it was priced on
+                fair REAL,                    -- model probability of YES
+                yes_bid REAL, yes_ask REAL, quote_ts_ns INTEGER,   -- the quote it faced
+                index_value REAL, sigma REAL, PRIMARY KEY (ts_ns, ticker))
     settlements(ticker TEXT PRIMARY KEY, close_ns INTEGER, strike_type TEXT,
                 floor_strike REAL, cap_strike REAL, strike_source TEXT,
                 settlement_value REAL, settlement_source TEXT, result TEXT,
@@ -50,7 +54,7 @@ from typing import Any
 
 from harness.errors import ConfigError, RecordingError
 from harness.store import schema
-from harness.store.schema import INDEX_COLS, SETTLEMENT_COLS, SIGNAL_COLS
+from harness.store.schema import FAIR_COLS, INDEX_COLS, SETTLEMENT_COLS, SIGNAL_COLS
 
 APPLICATION_ID = 0x4B48504C  # "KHPL"
 VERSION = 1
@@ -67,6 +71,9 @@ CREATE TABLE signals (
     fair REAL, index_value REAL, index_ts_ns INTEGER, sigma REAL, yes_bid REAL, yes_ask REAL,
     quote_ts_ns INTEGER, quote_age_ns INTEGER, index_at_quote REAL, index_move REAL);
 CREATE INDEX signals_by_ticker ON signals(ticker, ts_ns);
+CREATE TABLE fair_values (
+    ts_ns INTEGER NOT NULL, ticker TEXT NOT NULL, fair REAL, yes_bid REAL, yes_ask REAL,
+    quote_ts_ns INTEGER, index_value REAL, sigma REAL, PRIMARY KEY (ts_ns, ticker));
 CREATE TABLE settlements (
     ticker TEXT PRIMARY KEY, close_ns INTEGER, strike_type TEXT, floor_strike REAL,
     cap_strike REAL, strike_source TEXT, settlement_value REAL, settlement_source TEXT,
@@ -74,7 +81,7 @@ CREATE TABLE settlements (
     baseline_n INTEGER, baseline_error REAL, proxy_outcome TEXT, outcome_agrees INTEGER);
 """
 
-__all__ = ["INDEX_COLS", "SETTLEMENT_COLS", "SIGNAL_COLS", "RecordingLog", "SessionLog", "compare_recorded",
+__all__ = ["FAIR_COLS", "INDEX_COLS", "SETTLEMENT_COLS", "SIGNAL_COLS", "RecordingLog", "SessionLog", "compare_recorded",
            "describe_comparison", "pipeline_meta", "settlement_row", "signal_row"]
 
 
@@ -130,6 +137,7 @@ class SessionLog:
         self.flush_rows = flush_rows
         self._index: list[tuple] = []
         self._signals: list[tuple] = []
+        self._fairs: list[tuple] = []
         self.closed = False
         if meta:
             self.set_meta(meta)
@@ -148,6 +156,11 @@ class SessionLog:
     def signal(self, sig: Any) -> None:
         self._signals.append(signal_row(sig))
         if len(self._signals) >= self.flush_rows:
+            self.flush()
+
+    def fair(self, row: tuple) -> None:
+        self._fairs.append(row)
+        if len(self._fairs) >= self.flush_rows:
             self.flush()
 
     def settlements(self, evals: list) -> None:
@@ -169,6 +182,12 @@ class SessionLog:
                 self._signals,
             )
             self._signals.clear()
+        if self._fairs:
+            self.db.executemany(
+                f"INSERT OR REPLACE INTO fair_values ({','.join(FAIR_COLS)}) VALUES ({','.join('?' * len(FAIR_COLS))})",
+                self._fairs,
+            )
+            self._fairs.clear()
 
     def close(self) -> None:
         if self.closed:
@@ -212,6 +231,9 @@ class RecordingLog:
 
     def signal(self, sig: Any) -> None:
         self.writer.signal(signal_row(sig))
+
+    def fair(self, row: tuple) -> None:
+        self.writer.fair_value(row)
 
     def settlements(self, evals: list) -> None:
         for e in evals:

@@ -411,6 +411,7 @@ class Pipeline:
         if value is None:
             return
         pairs = []
+        log = self.log
         for m in self.markets.open_markets(b):
             if m.close_ns is None or (m.yes_bid is None and m.yes_ask is None):
                 continue
@@ -418,7 +419,10 @@ class Pipeline:
                 self._proxy_strike(m, b)
                 if not m.has_strike:
                     continue
-            pairs.append((m.quote(), self._fair(m, value, sigma, b)))
+            q, fair = m.quote(), self._fair(m, value, sigma, b)
+            pairs.append((q, fair))
+            if log is not None and fair is not None:
+                log.fair((b, m.ticker, fair, q.yes_bid, q.yes_ask, q.last_update_ns, value, sigma))
         # called on every valid tick, markets or not: the detector keeps the index history
         # it looks up the index at a quote's last update in
         for s in self.detector.on_tick(b, value, b, sigma, pairs):

@@ -32,7 +32,7 @@ values are ``null``):
 - ``close_codes``: ``{code: n}`` over connections with a known close code (keys strings)
 - ``session_log``: what ``harness record --pipeline`` wrote into the recording (schema
   version 2): ``{index_values, index_valid, signals, settlements, first_ns, last_ns,
-  by_session: {session_id: {index_values, signals, settlements}}}`` (first/last: the index
+  by_session: {session_id: {index_values, signals, settlements, fair_values}}}`` (first/last: the index
   rows' ``ts_ns``); ``null`` for a version-1 file, which has no such tables
 """
 
@@ -236,7 +236,8 @@ def _session_log(db) -> dict | None:
     if not schema.has_session_log(db):
         return None
     by_session: dict[str, dict] = {}
-    for table in schema.SESSION_LOG_TABLES:
+    present = schema.tables(db)
+    for table in (t for t in schema.SESSION_LOG_TABLES if t in present):
         for sid, n in db.execute(f"SELECT session_id, count(*) FROM {table} GROUP BY session_id ORDER BY session_id"):
             by_session.setdefault(str(sid), dict.fromkeys(schema.SESSION_LOG_TABLES, 0))[table] = n
     n, valid, first, last = db.execute(
@@ -245,5 +246,6 @@ def _session_log(db) -> dict | None:
         "index_values": n, "index_valid": valid,
         "signals": sum(s["signals"] for s in by_session.values()),
         "settlements": sum(s["settlements"] for s in by_session.values()),
+        "fair_values": sum(s["fair_values"] for s in by_session.values()),
         "first_ns": first, "last_ns": last, "by_session": by_session,
     }

@@ -163,8 +163,21 @@ CREATE TABLE IF NOT EXISTS settlements (
     proxy_outcome     TEXT,
     outcome_agrees    INTEGER
 );
+CREATE TABLE IF NOT EXISTS fair_values (
+    id            INTEGER PRIMARY KEY,
+    session_id    INTEGER NOT NULL,
+    ts_ns         INTEGER NOT NULL,             -- index tick
+    ticker        TEXT,
+    fair          REAL,                         -- model probability of YES at this tick
+    yes_bid       REAL,                         -- the market's quote the fair value is set against
+    yes_ask       REAL,
+    quote_ts_ns   INTEGER,                      -- that quote's last update
+    index_value   REAL,
+    sigma         REAL
+);
+CREATE INDEX IF NOT EXISTS fair_values_by_time ON fair_values(session_id, ts_ns);
 """
-SESSION_LOG_TABLES = ("index_values", "signals", "settlements")
+SESSION_LOG_TABLES = ("index_values", "signals", "settlements", "fair_values")
 # The columns shared with the separate session log (harness.pipeline.output), in row order:
 # the pipeline hands rows in this order to either file.
 INDEX_COLS = ("ts_ns", "value", "valid", "published", "reason", "venues", "excluded", "baseline",
@@ -172,6 +185,7 @@ INDEX_COLS = ("ts_ns", "value", "valid", "published", "reason", "venues", "exclu
 SIGNAL_COLS = ("ts_ns", "ticker", "side", "first_ts_ns", "edge", "edge_first", "price", "size",
                "fee_per_contract", "fair", "index_value", "index_ts_ns", "sigma", "yes_bid", "yes_ask",
                "quote_ts_ns", "quote_age_ns", "index_at_quote", "index_move")
+FAIR_COLS = ("ts_ns", "ticker", "fair", "yes_bid", "yes_ask", "quote_ts_ns", "index_value", "sigma")
 SETTLEMENT_COLS = ("ticker", "close_ns", "strike_type", "floor_strike", "cap_strike", "strike_source",
                    "settlement_value", "settlement_source", "result", "proxy_avg", "proxy_n",
                    "proxy_error", "baseline_avg", "baseline_n", "baseline_error", "proxy_outcome",
@@ -197,9 +211,11 @@ def create(conn: sqlite3.Connection) -> None:
 
 def upgrade(conn: sqlite3.Connection) -> None:
     """Bring a verified older recording up to this version before appending to it (only
-    adds tables). The caller holds the writer's lock."""
-    if conn.execute("PRAGMA user_version").fetchone()[0] < SCHEMA_VERSION:
+    adds tables: a version-1 file, or a version-2 file made before ``fair_values`` was
+    added to it, gets what it lacks). The caller holds the writer's lock."""
+    if not set(SESSION_LOG_TABLES) <= tables(conn):
         conn.executescript(compact(SESSION_LOG_DDL))
+    if conn.execute("PRAGMA user_version").fetchone()[0] < SCHEMA_VERSION:
         conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
 
 
@@ -208,8 +224,9 @@ def tables(conn) -> set[str]:
 
 
 def has_session_log(conn) -> bool:
-    """True when the file has the version-2 session-log tables (a version-1 file has not)."""
-    return set(SESSION_LOG_TABLES) <= tables(conn)
+    """True when the file has the version-2 session-log tables (a version-1 file has not;
+    readers count only those present: ``fair_values`` came later in version 2)."""
+    return {"index_values", "signals", "settlements"} <= tables(conn)
 
 
 def verify(conn: sqlite3.Connection, path: str) -> None:

@@ -52,6 +52,7 @@ def _derived_sql(table: str, cols: tuple[str, ...]) -> str:
 _INDEX_SQL = _derived_sql("index_values", schema.INDEX_COLS)
 _SIGNAL_SQL = _derived_sql("signals", schema.SIGNAL_COLS)
 _SETTLEMENT_SQL = _derived_sql("settlements", schema.SETTLEMENT_COLS)
+_FAIR_SQL = _derived_sql("fair_values", schema.FAIR_COLS)
 # what a malformed derived row raises (wrong arity, a type sqlite3 cannot bind): its own
 # problem, never the recording's. Disk and file errors are OperationalError: not caught.
 _BAD_ROW = (sqlite3.IntegrityError, sqlite3.InterfaceError, sqlite3.ProgrammingError, TypeError, ValueError,
@@ -292,6 +293,10 @@ class RecordingWriter:
     def signal(self, row: tuple) -> None:
         """One signal, columns ``schema.SIGNAL_COLS`` in order."""
         self._derive(_SIGNAL_SQL, row)
+
+    def fair_value(self, row: tuple) -> None:
+        """One market's fair value at an index tick, columns ``schema.FAIR_COLS`` in order."""
+        self._derive(_FAIR_SQL, row)
 
     def settlement(self, row: tuple) -> None:
         """One settled market's evaluation, columns ``schema.SETTLEMENT_COLS`` in order."""

@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from harness.pipeline.output import (
+    FAIR_COLS,
     INDEX_COLS,
     SIGNAL_COLS,
     RecordingLog,
@@ -47,8 +48,15 @@ def test_one_query_reads_both_files_alike(logged):
     rec, out, pipe = logged
     for sql in (f"SELECT {', '.join(INDEX_COLS)} FROM index_values ORDER BY ts_ns",
                 f"SELECT {', '.join(SIGNAL_COLS)} FROM signals ORDER BY ts_ns, ticker, side",
-                "SELECT ticker, settlement_value, proxy_avg, proxy_error, outcome_agrees FROM settlements ORDER BY ticker"):
+                "SELECT ticker, settlement_value, proxy_avg, proxy_error, outcome_agrees FROM settlements ORDER BY ticker",
+                f"SELECT {', '.join(FAIR_COLS)} FROM fair_values ORDER BY ts_ns, ticker"):
         assert rows(rec, sql) == rows(out, sql)
+    # a fair value for every market priced at a tick: at most one row per market a tick,
+    # each a probability, and the tick's index beside it
+    fairs = rows(rec, "SELECT f.ts_ns, f.ticker, f.fair, f.index_value, i.value FROM fair_values f "
+                      "JOIN index_values i ON i.ts_ns = f.ts_ns")
+    assert len(fairs) > len(pipe.ticks) / 2 and len({(t, k) for t, k, *_ in fairs}) == len(fairs)
+    assert all(0.0 <= f <= 1.0 and iv == v for _, _, f, iv, v in fairs)
     assert len(rows(rec, "SELECT * FROM index_values")) == len(pipe.ticks) > 1000
     assert len(rows(rec, "SELECT * FROM signals")) == len(pipe.signals) > 0
     assert rows(rec, "SELECT * FROM settlements")[0][2:] == settlement_row(pipe.evaluations[0])

@@ -125,7 +125,7 @@ def test_appending_to_a_version_1_recording_upgrades_it_and_keeps_its_frames(tmp
         sl = inspect_recording(rec)["session_log"]
         assert export_jsonl(rec, io.BytesIO()) == frames[0] + 1  # export: frames only, as before
     assert sl["index_values"] == 1 and sl["by_session"] == {str(w.session_id): {"index_values": 1, "signals": 0,
-                                                                                "settlements": 0}}
+                                                                                "settlements": 0, "fair_values": 0}}
 
 
 @pytest.mark.parametrize("version,ok", [(1, True), (2, True), (3, False)])
