@@ -6,7 +6,9 @@ within the 5% band the dynamic cap samples), and a busy book changes between eve
 200 ms ticks, but only in a few dozen levels. ``Ladder`` keeps the levels of both sides as
 sorted float64 arrays and, at a tick, re-reads only the prices the venue messages since
 the previous tick touched (``book.level(side, price)``: the book stays the truth,
-the messages only say where to look).
+the messages only say where to look). A side with a few such prices (at most
+``SMALL_PATCH``, the usual tick) is patched price by price: sizes written in place,
+inserts and deletes spliced in one pass (``_splice``); more go through whole-array masks.
 
 It falls back to converting the whole book (``rebuilds``) whenever it cannot prove the
 copy exact: a snapshot, the first use, a book whose ``updates`` counter (and ``version``
@@ -42,6 +44,9 @@ import numpy as np
 _EMPTY = np.empty(0)
 # more distinct prices than this since the last tick: converting the book is about as cheap
 PATCH_LIMIT = 5000
+# at most this many prices on a side: patched price by price (numpy calls cost more than the
+# work for a handful of levels)
+SMALL_PATCH = 64
 
 
 class Ladder:
@@ -132,7 +137,10 @@ class Ladder:
         b = self.book
         level = b.level
         for is_bid, dirty in zip((True, False), self._dirty, strict=True):
-            if dirty:
+            if dirty and len(dirty) <= SMALL_PATCH:
+                if not self._patch_few(is_bid, dirty, level):
+                    return False
+            elif dirty:
                 prices = list(dirty)
                 fl = np.fromiter(map(float, prices), float, len(prices))
                 if _has_ties(np.sort(fl)):
@@ -156,6 +164,68 @@ class Ladder:
         self.patches += 1
         return ((self._blim != math.inf or len(self._bk) == b.n_bids)
                 and (self._alim != math.inf or len(self._ak) == b.n_asks))
+
+    def _patch_few(self, is_bid: bool, dirty: set, level) -> bool:
+        """``_patch`` for one side and a few prices (the usual tick): size changes are
+        written in place one by one; only inserts and deletes rebuild the arrays (one
+        ``_apply``). False when two prices share a float."""
+        keys, qty, lim = (self._bk, self._bq, self._blim) if is_bid else (self._ak, self._aq, self._alim)
+        ks: list[float] = []
+        qs: list = []
+        for p in dirty:
+            k = -float(p) if is_bid else float(p)
+            if k <= lim:  # past the copy: not held
+                ks.append(k)
+                qs.append(level(is_bid, p))
+        if len(set(ks)) != len(ks):
+            return False
+        if not ks:
+            return True
+        pos = keys.searchsorted(ks).tolist()
+        n = len(keys)
+        rest = []  # inserts and deletes
+        for k, q, i in zip(ks, qs, pos, strict=True):
+            if i < n and keys[i] == k:
+                if q is None:
+                    rest.append((k, None))
+                else:
+                    qty[i] = float(q)
+            elif q is not None:
+                rest.append((k, q))
+        if rest:
+            if is_bid:
+                self._bk, self._bq = _splice(keys, qty, rest)
+            else:
+                self._ak, self._aq = _splice(keys, qty, rest)
+        return True
+
+
+def _splice(keys: np.ndarray, qty: np.ndarray, changes: list) -> tuple[np.ndarray, np.ndarray]:
+    """New (keys, sizes) with a few levels inserted or deleted: ``changes`` are (key, qty)
+    pairs, qty None for a key held in ``keys`` to delete, else a key not held to insert.
+    The untouched runs are copied slice by slice into arrays of the new length (one
+    searchsorted, no masks over the whole side)."""
+    changes.sort(key=lambda c: c[0])
+    pos = keys.searchsorted([c[0] for c in changes]).tolist()
+    ins = sum(1 for c in changes if c[1] is not None)
+    n = len(keys) + 2 * ins - len(changes)
+    nk, nq = np.empty(n), np.empty(n)
+    src = dst = 0
+    for (k, q), i in zip(changes, pos, strict=True):
+        m = i - src  # the untouched run before this change
+        nk[dst:dst + m] = keys[src:i]
+        nq[dst:dst + m] = qty[src:i]
+        dst += m
+        if q is None:
+            src = i + 1  # skip the deleted level
+        else:
+            nk[dst] = k
+            nq[dst] = float(q)
+            dst += 1
+            src = i
+    nk[dst:] = keys[src:]
+    nq[dst:] = qty[src:]
+    return nk, nq
 
 
 def _side(levels, total: int, window: int | None, sign: float) -> tuple[np.ndarray, np.ndarray, float]:

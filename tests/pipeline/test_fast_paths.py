@@ -179,10 +179,21 @@ class WithoutVersion:
 
 
 @PROPS
-@given(ops=ops, versioned=st.booleans(), window=st.sampled_from([None, 2, 9, 40]))
-def test_ladder_matches_full_conversion(ops, versioned, window):
+@given(ops=ops, versioned=st.booleans(), window=st.sampled_from([None, 2, 9, 40]), few=st.sampled_from([0, 3, 64]))
+def test_ladder_matches_full_conversion(ops, versioned, window, few):
     """``window``: deep sides held in part (changes past the copy ignored, selects that
-    need more convert again)."""
+    need more convert again). ``few``: sides with at most this many changed prices are
+    patched price by price (``_patch_few``), others with whole-array masks (0: always)."""
+    import harness.pipeline.ladder as ladder_mod
+
+    saved, ladder_mod.SMALL_PATCH = ladder_mod.SMALL_PATCH, few
+    try:
+        _ladder_ops(ops, versioned, window)
+    finally:
+        ladder_mod.SMALL_PATCH = saved
+
+
+def _ladder_ops(ops, versioned, window):
     book = L2Book("X")
     lad = Ladder(book if versioned else WithoutVersion(book), window)
     for op, arg in ops:
@@ -350,3 +361,26 @@ def test_cap_tails_with_a_hint_are_exact(start, steps, trim):
         bq, aq = np.array(sizes[: n // 2]), np.array(sizes[n // 2:])
         bpx, apx = 100.0 - np.arange(len(bq)) * 0.01, 100.01 + np.arange(len(aq)) * 0.01
         assert _dynamic_cap(bpx, bq, apx, aq, p, hint) == _dynamic_cap(bpx, bq, apx, aq, p)
+
+
+@pytest.mark.parametrize("window", [None, 30])
+def test_ladder_patches_a_few_inserts_deletes_and_sizes_exactly(window):
+    """A tick's usual handful of changes (sizes changed, levels gone, new levels at the top,
+    inside and at the ends of the copy) is patched price by price, never rebuilt."""
+    book = L2Book("X")
+    lad = Ladder(book, window)
+    snap = [lv("bid", 10_000 - i, "1") for i in range(1, 60)] + [lv("ask", 10_000 + i, "1") for i in range(60)]
+    book.apply_snapshot(snap)
+    lad.note(msg(True, snap))
+    lad.sync()
+    rounds = [
+        [lv("bid", 9_990, "0"), lv("ask", 10_005, "0"), lv("ask", 10_000, "0"), lv("bid", 9_999, "3")],
+        [lv("bid", 10_000, "2"), lv("ask", 9_999 + 2, "0.5"), lv("bid", 9_941, "0"), lv("ask", 10_059, "0")],
+        [lv("bid", 9_989, "4"), lv("bid", 9_990, "5"), lv("ask", 10_005, "6"), lv("ask", 10_004, "0")],
+    ]
+    for up in rounds:
+        book.apply_levels(up)
+        lad.note(msg(False, up))
+        lad.sync()
+        assert_ladder_exact(lad, book, selects=4)
+    assert lad.patches == len(rounds)  # (a select past a partial copy converts deeper: not counted here)
