@@ -719,6 +719,8 @@ def decode(payload: str | bytes) -> list[Message]:
         return [_decode_typed(t, payload)]
     except msgspec.DecodeError as e:
         raise _err(f"malformed {t} frame: {e}", payload) from None
+    except UnicodeError as e:  # a str holding a lone surrogate: no wire frame can (UTF-8)
+        raise _err(f"malformed {t} frame: not valid Unicode text ({e.reason})", payload) from None
     except RecursionError:  # msgspec recurses into a hostile, deeply nested extra field
         raise _err(f"malformed {t} frame: nested too deeply to decode", payload) from None
 
