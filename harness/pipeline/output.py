@@ -7,7 +7,7 @@ Never the recording being replayed: ``SessionLog`` refuses a path that is the re
 interrupted run never leaves a half-written log under the final name (an existing
 ``OUT.db`` is replaced).
 
-Schema (``PRAGMA application_id = 0x4B48504C`` "KHPL", ``user_version = 1``)::
+Schema (``PRAGMA application_id = 0x4B48504C`` "KHPL", ``user_version = 2``; 1 had no ``fair_values``)::
 
     meta(key TEXT PRIMARY KEY, value TEXT)
         recording, harness_version, config (JSON of PipelineConfig), max_levels, band,
@@ -57,7 +57,7 @@ from harness.store import schema
 from harness.store.schema import FAIR_COLS, INDEX_COLS, SETTLEMENT_COLS, SIGNAL_COLS
 
 APPLICATION_ID = 0x4B48504C  # "KHPL"
-VERSION = 1
+VERSION = 2  # 2: fair_values added
 
 DDL = """
 CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT);
