@@ -463,13 +463,14 @@ class KalshiBookCursor:
     def __init__(self, open_rows):
         self._open = open_rows
         self._rows = None
+        self._at = None  # the frame id read last
         self._books: dict = {}
         self.rows_read = 0  # for tests: how much of the recording the answers cost
 
     def books(self, tickers: set[str], upto_fid: int | None) -> dict:
         if upto_fid is None or not tickers:
             return {}
-        if self._rows is None or not self._advance(upto_fid):
+        if upto_fid != self._at and (self._rows is None or not self._advance(upto_fid)):
             self._rows, self._books = self._open(), {}
             self._advance(upto_fid)  # not found at all: the books at the end, as a rebuild would
         return {t: self._books[t] for t in tickers if t in self._books}
@@ -480,6 +481,7 @@ class KalshiBookCursor:
         books = self._books
         for row in self._rows:
             self.rows_read += 1
+            self._at = row[0]
             _apply_kalshi_row(books, row[7], kalshi)
             if row[0] == upto_fid:
                 return True

@@ -34,6 +34,9 @@ def test_cursor_answers_equal_rebuilds_and_read_each_row_once():
             fresh = _state(KalshiBookCursor(lambda: rec.rows(KALSHI_IN)).books(tickers, fid))
             assert got == fresh and got, fid
         assert cursor.rows_read == len(rows)  # one pass for twelve answers
+        # asked again at the same point (no frame streamed since): nothing more is read
+        again = _state(cursor.books(tickers, points[-1]))
+        assert again == got and cursor.rows_read == len(rows)
 
         # a stream that went back (an earlier point than the cursor's) starts again
         early = points[0]
