@@ -449,98 +449,108 @@ def _apply_kalshi_row(books: dict, payload, kalshi) -> None:
             books[m.instrument] = (book, m.market_id or mid)
 
 
-class KalshiBookCursor:
-    """``kalshi_books`` for one client's stream, kept up to date instead of rebuilt: the
-    stream only moves forward, so each ``get_snapshot`` reads just the rows streamed since
+class _BookCursor:
+    """Recorded books at a point of the recording, kept up to date instead of rebuilt: a
+    client's stream only moves forward, so each answer reads just the rows streamed since
     the previous one (rebuilding from the start made an answer cost the whole recording so
-    far, in the event loop). Every market's book is kept, since a later request may name
-    any of them. ``open_rows()`` gives a fresh iterator over the recorded inbound Kalshi
-    rows in receive order; when ``upto_fid`` is not ahead of the cursor (a stream that went
-    back), it starts again from the beginning.
-
-    The books returned are the cursor's own: render them before the next ``books`` call."""
+    far, in the event loop); asked again at the same point it reads nothing. ``open_rows()``
+    gives a fresh iterator over the recorded inbound rows in receive order; asked for a
+    point it has passed (a stream that went back), it starts again from the beginning, and
+    for a frame it never meets, it answers with the books at the end, as a rebuild would.
+    Subclasses say how a row changes the books (``_apply``) and what empty state is
+    (``_reset``). The books handed out are the cursor's own: render them before the next
+    answer."""
 
     def __init__(self, open_rows):
         self._open = open_rows
         self._rows = None
         self._at = None  # the frame id read last
-        self._books: dict = {}
         self.rows_read = 0  # for tests: how much of the recording the answers cost
+        self._reset()
 
-    def books(self, tickers: set[str], upto_fid: int | None) -> dict:
-        if upto_fid is None or not tickers:
-            return {}
+    def _move_to(self, upto_fid: int) -> None:
         if upto_fid != self._at and (self._rows is None or not self._advance(upto_fid)):
-            self._rows, self._books = self._open(), {}
-            self._advance(upto_fid)  # not found at all: the books at the end, as a rebuild would
-        return {t: self._books[t] for t in tickers if t in self._books}
+            self._rows = self._open()
+            self._reset()
+            self._advance(upto_fid)
 
     def _advance(self, upto_fid: int) -> bool:
-        from harness.venues import kalshi
-
-        books = self._books
+        apply = self._apply
         for row in self._rows:
             self.rows_read += 1
             self._at = row[0]
-            _apply_kalshi_row(books, row[7], kalshi)
+            apply(row)
             if row[0] == upto_fid:
                 return True
         self._rows = None
         return False
 
+    def _reset(self) -> None:  # pragma: no cover - abstract
+        raise NotImplementedError
 
-class ExchangeBookCursor:
-    """The recorded books of one exchange venue at a point of the recording, rebuilt by
-    the venue module's own sessions (``harness.venues.get(venue).new_session()``), one per
-    recorded connection, as ``KalshiBookCursor`` does for Kalshi: it reads on from its
-    previous answer, and starts again from the beginning when asked for a point it has
-    passed. An instrument's book is the one of the recorded connection whose frame last
-    touched it (a reconnect's new snapshot takes over from the old connection's book).
+    def _apply(self, row) -> None:  # pragma: no cover - abstract
+        raise NotImplementedError
 
-    The books returned are the sessions' own ``L2Book`` objects: render them before the
-    next ``books`` call."""
+
+class KalshiBookCursor(_BookCursor):
+    """The recorded Kalshi books ({ticker: (KalshiBook, market_id)}) at a point of one
+    client's stream (``get_snapshot``, a resumed client's snapshots). Every market's book is
+    kept, since a later request may name any of them."""
+
+    def books(self, tickers: set[str], upto_fid: int | None) -> dict:
+        if upto_fid is None or not tickers:
+            return {}
+        self._move_to(upto_fid)
+        return {t: self._books[t] for t in tickers if t in self._books}
+
+    def _reset(self) -> None:
+        from harness.venues import kalshi
+
+        self._kalshi = kalshi
+        self._books: dict = {}
+
+    def _apply(self, row) -> None:
+        _apply_kalshi_row(self._books, row[7], self._kalshi)
+
+
+class ExchangeBookCursor(_BookCursor):
+    """The recorded books of one exchange venue at a point of the recording (a resumed
+    client's snapshot), rebuilt by the venue module's own sessions
+    (``harness.venues.get(venue).new_session()``), one per recorded connection. An
+    instrument's book is the one of the recorded connection whose frame last touched it (a
+    reconnect's new snapshot takes over from the old connection's book); the books handed
+    out are the sessions' own ``L2Book`` objects."""
 
     def __init__(self, venue: str, open_rows):
         self.venue = venue
         self.v = get_venue(venue)
-        self._open = open_rows
-        self._rows = None
-        self._at = None  # the frame id read last
-        self._sessions: dict = {}  # recorded conn id -> venue session
-        self._books: dict = {}  # instrument -> L2Book
-        self.rows_read = 0
+        super().__init__(open_rows)
 
     def books(self, upto_fid: int | None) -> dict:
         if upto_fid is None:
             return {}
-        if upto_fid != self._at and (self._rows is None or not self._advance(upto_fid)):
-            self._rows, self._sessions, self._books = self._open(), {}, {}
-            self._advance(upto_fid)  # not found at all: the books at the end
+        self._move_to(upto_fid)
         return {k: b for k, b in self._books.items() if len(b)}
 
-    def _advance(self, upto_fid: int) -> bool:
-        sessions, books = self._sessions, self._books
-        for row in self._rows:
-            self.rows_read += 1
-            fid, cid, payload = row[0], row[2], row[7]
-            self._at = fid
-            s = sessions.get(cid)
-            if s is None:
-                s = sessions[cid] = self.v.new_session()
-            try:
-                msgs, _ = s.feed(payload, fid)
-            except DecodeError:
-                msgs = ()
-            for m in msgs:
-                inst = getattr(m, "instrument", None)
-                if inst is not None:
-                    b = s.books.get(inst)
-                    if b is not None:
-                        books[inst] = b
-            if fid == upto_fid:
-                return True
-        self._rows = None
-        return False
+    def _reset(self) -> None:
+        self._sessions: dict = {}  # recorded conn id -> venue session
+        self._books: dict = {}  # instrument -> L2Book
+
+    def _apply(self, row) -> None:
+        fid, cid, payload = row[0], row[2], row[7]
+        s = self._sessions.get(cid)
+        if s is None:
+            s = self._sessions[cid] = self.v.new_session()
+        try:
+            msgs, _ = s.feed(payload, fid)
+        except DecodeError:
+            return
+        for m in msgs:
+            inst = getattr(m, "instrument", None)
+            if inst is not None:
+                b = s.books.get(inst)
+                if b is not None:
+                    self._books[inst] = b
 
 
 def _levels_best_first(book, n: int | None = None):
