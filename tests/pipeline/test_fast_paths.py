@@ -218,18 +218,30 @@ def _ladder_ops(ops, versioned, window):
     assert_ladder_exact(lad, book)
 
 
-@pytest.mark.parametrize("window", [None, 600])
-def test_ladder_patches_instead_of_rebuilding(window):
+def synced_ladder(levels_a_side: int, window: int | None) -> tuple[L2Book, Ladder]:
+    """A book of ``levels_a_side`` levels a side around 100.00 and its ladder, synced."""
     book = L2Book("X")
     lad = Ladder(book, window)
-    snap = [lv("bid", 10_000 - i, "1") for i in range(1, 500)] + [lv("ask", 10_000 + i, "1") for i in range(500)]
+    snap = ([lv("bid", 10_000 - i, "1") for i in range(1, levels_a_side)]
+            + [lv("ask", 10_000 + i, "1") for i in range(levels_a_side)])
     book.apply_snapshot(snap)
     lad.note(msg(True, snap))
     lad.sync()
+    return book, lad
+
+
+def apply_noted(book: L2Book, lad: Ladder, up: list[Level]) -> None:
+    """An update applied to the book and told to the ladder, as the pipeline does."""
+    book.apply_levels(up)
+    lad.note(msg(False, up))
+
+
+@pytest.mark.parametrize("window", [None, 600])
+def test_ladder_patches_instead_of_rebuilding(window):
+    book, lad = synced_ladder(500, window)
     for i in range(50):
         up = [lv("bid", 10_000 - 1 - i, "0"), lv("ask", 10_000 + 600 + i, "3"), lv("bid", 9_000 + i, "0.25")]
-        book.apply_levels(up)
-        lad.note(msg(False, up))
+        apply_noted(book, lad, up)
         lad.sync()
         assert_ladder_exact(lad, book)
     assert lad.rebuilds == 1 and lad.patches == 50
@@ -366,21 +378,15 @@ def test_cap_tails_with_a_hint_are_exact(start, steps, trim):
 @pytest.mark.parametrize("window", [None, 30])
 def test_ladder_patches_a_few_inserts_deletes_and_sizes_exactly(window):
     """A tick's usual handful of changes (sizes changed, levels gone, new levels at the top,
-    inside and at the ends of the copy) is patched price by price, never rebuilt."""
-    book = L2Book("X")
-    lad = Ladder(book, window)
-    snap = [lv("bid", 10_000 - i, "1") for i in range(1, 60)] + [lv("ask", 10_000 + i, "1") for i in range(60)]
-    book.apply_snapshot(snap)
-    lad.note(msg(True, snap))
-    lad.sync()
+    inside and at the ends of the copy) is patched price by price, exactly."""
+    book, lad = synced_ladder(60, window)
     rounds = [
         [lv("bid", 9_990, "0"), lv("ask", 10_005, "0"), lv("ask", 10_000, "0"), lv("bid", 9_999, "3")],
         [lv("bid", 10_000, "2"), lv("ask", 9_999 + 2, "0.5"), lv("bid", 9_941, "0"), lv("ask", 10_059, "0")],
         [lv("bid", 9_989, "4"), lv("bid", 9_990, "5"), lv("ask", 10_005, "6"), lv("ask", 10_004, "0")],
     ]
     for up in rounds:
-        book.apply_levels(up)
-        lad.note(msg(False, up))
+        apply_noted(book, lad, up)
         lad.sync()
         assert_ladder_exact(lad, book, selects=4)
     assert lad.patches == len(rounds)  # (a select past a partial copy converts deeper: not counted here)
