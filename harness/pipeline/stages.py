@@ -277,11 +277,10 @@ class Pipeline:
             entry = (f.venue, None)
         else:
             sess = v.new_session()
-            if v.name != "kalshi":
-                # books only for the index's instruments: other pairs on the connection are
-                # still sequenced but their levels are not decoded (the Coinbase recording's
-                # 2.5 MB ETH-USD snapshot, Kraken's nine other pairs)
-                sess.keep_books(self.instruments)
+            # books only for the index's instruments: other pairs on the connection are still
+            # sequenced but their levels are not decoded (the Coinbase recording's 2.5 MB
+            # ETH-USD snapshot, Kraken's other pairs); Kalshi's session keeps every market
+            sess.keep_books(self.instruments)
             entry = (v.name, sess)
         self.sessions[f.conn_id] = entry
         name, sess = entry
