@@ -17,8 +17,9 @@ noted (a change applied elsewhere: a Bitstamp diff replayed after its REST snaps
 venue applying an update as a replacement, a truncation), a level count that no longer
 matches ``n_bids`` / ``n_asks``, or two Decimal prices that round to the same float. A
 book whose ``version`` did not move is left as it is. Only public ``L2Book`` members are
-used: ``bids_desc``, ``asks_asc``, ``level``, ``n_bids``, ``n_asks``, ``updates`` and,
-when present, ``version``.
+used: ``bids_desc``, ``asks_asc`` (or ``float_side`` where the book has it: the same
+levels as floats, without converting Decimals), ``level``, ``n_bids``, ``n_asks``,
+``updates`` and, when present, ``version``.
 
 Deep books are held in part: a side with more than ``window`` levels is copied down to its
 ``window``-th best price (``window`` = the most levels a tick ever uses, 5,000, plus a
@@ -127,8 +128,13 @@ class Ladder:
         b = self.book
         if getattr(b, "version", None) is None:
             window = None  # only the level counts can reveal a silent truncation: hold it all
-        self._bk, self._bq, self._blim = _side(b.bids_desc(), b.n_bids, window, -1.0)
-        self._ak, self._aq, self._alim = _side(b.asks_asc(), b.n_asks, window, 1.0)
+        fs = getattr(b, "float_side", None)
+        if fs is not None:  # L2Book: floats from its keys and wire texts, no Decimal converted
+            self._bk, self._bq, self._blim = _float_side(*fs(True, window), b.n_bids, window, -1.0)
+            self._ak, self._aq, self._alim = _float_side(*fs(False, window), b.n_asks, window, 1.0)
+        else:
+            self._bk, self._bq, self._blim = _side(b.bids_desc(), b.n_bids, window, -1.0)
+            self._ak, self._aq, self._alim = _side(b.asks_asc(), b.n_asks, window, 1.0)
         self._patch_ok = not (_has_ties(self._bk) or _has_ties(self._ak))
         self.rebuilds += 1
 
@@ -234,6 +240,16 @@ def _side(levels, total: int, window: int | None, sign: float) -> tuple[np.ndarr
     keys, qty = flat[0::2] * sign, flat[1::2].copy()
     whole = window is None or len(keys) >= total
     return keys, qty, (math.inf if whole or not len(keys) else float(keys[-1]))
+
+
+def _float_side(px: list, qs: list, total: int, window: int | None,
+                sign: float) -> tuple[np.ndarray, np.ndarray, float]:
+    """``_side`` from the lists of ``L2Book.float_side``."""
+    keys = np.array(px, float)
+    if sign < 0:
+        keys = -keys
+    whole = window is None or len(keys) >= total
+    return keys, np.array(qs, float), (math.inf if whole or not len(keys) else float(keys[-1]))
 
 
 def _cut(keys: np.ndarray, lim: float, total: int, band: float | None, min_levels: int,

@@ -166,36 +166,40 @@ def assert_ladder_exact(lad: Ladder, book: L2Book, selects: int = 6) -> None:
         assert list(zip(ap.tolist(), aq.tolist(), strict=True)) == want.asks
 
 
-class WithoutVersion:
-    """An ``L2Book`` seen without its ``version`` counter (the ladder must not need it)."""
+class Without:
+    """An ``L2Book`` seen without some members: its ``version`` counter, its ``float_side``
+    (the ladder must do without either)."""
 
-    def __init__(self, book: L2Book):
-        self._b = book
+    def __init__(self, book: L2Book, *names: str):
+        self._b, self._names = book, names
 
     def __getattr__(self, name):
-        if name == "version":
+        if name in self._names:
             raise AttributeError(name)
         return getattr(self._b, name)
 
 
 @PROPS
-@given(ops=ops, versioned=st.booleans(), window=st.sampled_from([None, 2, 9, 40]), few=st.sampled_from([0, 3, 64]))
-def test_ladder_matches_full_conversion(ops, versioned, window, few):
+@given(ops=ops, versioned=st.booleans(), floats=st.booleans(), window=st.sampled_from([None, 2, 9, 40]),
+       few=st.sampled_from([0, 3, 64]))
+def test_ladder_matches_full_conversion(ops, versioned, floats, window, few):
     """``window``: deep sides held in part (changes past the copy ignored, selects that
     need more convert again). ``few``: sides with at most this many changed prices are
-    patched price by price (``_patch_few``), others with whole-array masks (0: always)."""
+    patched price by price (``_patch_few``), others with whole-array masks (0: always).
+    ``floats``: the copy is read with ``L2Book.float_side`` (else from the Decimals)."""
     import harness.pipeline.ladder as ladder_mod
 
     saved, ladder_mod.SMALL_PATCH = ladder_mod.SMALL_PATCH, few
     try:
-        _ladder_ops(ops, versioned, window)
+        _ladder_ops(ops, versioned, floats, window)
     finally:
         ladder_mod.SMALL_PATCH = saved
 
 
-def _ladder_ops(ops, versioned, window):
+def _ladder_ops(ops, versioned, floats, window):
     book = L2Book("X")
-    lad = Ladder(book if versioned else WithoutVersion(book), window)
+    hidden = ([] if versioned else ["version"]) + ([] if floats else ["float_side"])
+    lad = Ladder(Without(book, *hidden) if hidden else book, window)
     for op, arg in ops:
         if op == "snapshot":
             book.apply_snapshot(arg)

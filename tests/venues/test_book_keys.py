@@ -52,6 +52,10 @@ def same(b: L2Book, m: Model):
     assert b.best_prices() == (bb, ba)
     assert b.is_crossed() == (bb is not None and ba is not None and bb >= ba)
     assert (b.n_bids, b.n_asks) == (len(bids), len(asks))
+    for is_bid, items in ((True, sorted(bids.items(), reverse=True)), (False, sorted(asks.items()))):
+        want = ([float(p) for p, _ in items], [float(q) for _, q in items])
+        assert b.float_side(is_bid) == want
+        assert b.float_side(is_bid, 2) == (want[0][:2], want[1][:2])
     for pt in PRICES:
         assert b.level(True, D(pt)) == bids.get(D(pt)), pt
         assert b.level(False, D(pt)) == asks.get(D(pt)), pt
@@ -75,7 +79,7 @@ def test_book_equals_a_decimal_model_whatever_the_prices(prog):
                 m.put(s, p, q)
         else:
             for s, p, q, t in steps:
-                b.set_level(s == "bid", D(p), D(q), p if t else "", q)
+                b.set_level(s == "bid", D(p), D(q), p if t else "", q if t else "")  # no text: read the Decimals
                 m.put(s, p, q)
         same(b, m)
 
