@@ -213,21 +213,21 @@ class L2Book:
             self.last_update_ns = ts_ns
 
     def apply_snapshot(
-        self, levels: Iterable, ts_ns: int | None = None, *, n_bids: int | None = None, texts: list | None = None
+        self, levels: Iterable, ts_ns: int | None = None, *, n_bids: int | None = None, keys: list | None = None
     ) -> None:
-        """Replace the whole book with ``levels`` (``base.Level`` objects, kept as the
-        entries; zero quantities are ignored, a later level at a price wins).
+        """Replace the whole book with ``levels`` (``base.Level`` or ``TextLevel`` objects,
+        kept as the entries; zero quantities are ignored, a later level at a price wins).
 
         Deep snapshots (Coinbase: 46,000 levels) are split and indexed by C-level
         iteration; a snapshot holding a zero quantity, a price repeated, or a price
         without text takes the level-by-level path. A decoder that already knows it may
         say so: ``n_bids`` = the first ``n_bids`` levels are the bids, the rest asks, and
-        no quantity is zero; ``texts`` = the levels' price texts, in order."""
+        no quantity is zero; ``keys`` = ``float()`` of the levels' price texts, in order."""
         levels = levels if type(levels) is list else list(levels)
         self._exact = exact = not self._float_keys
-        split = None  # (bids, asks, their price texts or None)
+        split = None  # (bids, asks, their price keys or None)
         if n_bids is not None:
-            split = (levels[:n_bids], levels[n_bids:], texts)
+            split = (levels[:n_bids], levels[n_bids:], keys)
         elif all(map(_QTY, levels)):
             sides = list(map(_SIDE, levels))
             n_bids = sides.count("bid")
@@ -237,19 +237,19 @@ class L2Book:
                 split = (list(compress(levels, map(_IS_BID, sides))), list(compress(levels, map(_NOT_BID, sides))), None)
         done = False
         if split is not None:
-            bids, asks, texts = split
+            bids, asks, keys = split
             if exact:
                 bd = dict(zip(map(_PRICE, bids), bids, strict=True))
                 ad = dict(zip(map(_PRICE, asks), asks, strict=True))
                 done = True
             else:
                 try:
-                    if texts is None:
+                    if keys is None:
                         bd = dict(zip(map(float, map(_PRICE_TEXT, bids)), bids, strict=True))
                         ad = dict(zip(map(float, map(_PRICE_TEXT, asks)), asks, strict=True))
                     else:
-                        bd = dict(zip(map(float, texts[:n_bids]), bids, strict=True))
-                        ad = dict(zip(map(float, texts[n_bids:]), asks, strict=True))
+                        bd = dict(zip(keys[:n_bids], bids, strict=True))
+                        ad = dict(zip(keys[n_bids:], asks, strict=True))
                 except ValueError:  # a price without text (or text float() does not take)
                     pass
                 else:

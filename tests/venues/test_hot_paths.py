@@ -21,7 +21,7 @@ from hypothesis import strategies as st
 
 from harness.errors import DecodeError
 from harness.venues import coinbase, kraken
-from harness.venues.base import BookMessage, Level, OtherMessage
+from harness.venues.base import BookMessage, Level, OtherMessage, TextLevel
 from harness.venues.book import L2Book
 from tests.venues.realdata_util import mutated_frames, recv_frames
 
@@ -298,6 +298,72 @@ def test_coinbase_classify_fast_path_equals_the_general_scan_on_odd_text(body, p
 def test_coinbase_hot_path_equals_general_path_on_mutated_frames(coinbase_frames, data):
     pool = [t for t in coinbase_frames if t.startswith(coinbase._L2_PREFIX) and len(t) < 2000][:200]
     _coinbase_same(pool[:5] + [data.draw(mutated_frames(pool)) for _ in range(3)])
+
+
+# price / quantity texts for deep snapshots: plain, odd but valid (exponents, underscores,
+# spaces, a sign, other digits, a float that rounds to 0 or overflows), and invalid ones
+VALID_TEXTS = ["1", "2.5", "0.10", "100", "1e3", "1E2", "1_0", " 7 ", "+3", "１２", ".5", "5.", "1e999", "٣",
+               "0", "0.000"]
+# invalid, or (1__0, 1e-400) taken only by the per-level path
+INVALID_TEXTS = ["abc", "", "1__0", "-1", "1e-400", "nan", "Infinity", "0x1", "1e", "1.2.3"]
+
+
+@settings(max_examples=150, deadline=None)
+@given(st.lists(st.tuples(st.sampled_from(["bid", "offer"]), st.sampled_from(VALID_TEXTS), st.sampled_from(VALID_TEXTS)),
+                min_size=coinbase.BULK_LEVELS, max_size=coinbase.BULK_LEVELS + 20),
+       st.integers(0, 10**6),
+       st.none() | st.tuples(st.integers(0, coinbase.BULK_LEVELS - 1), st.sampled_from(["price_level", "new_quantity"]),
+                             st.sampled_from(INVALID_TEXTS)))
+def test_coinbase_deep_snapshot_of_text_levels_equals_the_decimal_path(levels, base, bad):
+    """A deep snapshot becomes ``TextLevel``s on the session's hot path (Decimals made on
+    first read, texts checked with float()) and ``Level``s on the general path: the same
+    messages, errors and books, whatever the texts (``bad``: one invalid text)."""
+    ups = [{"side": s, "event_time": "2026-08-09T21:05:48.2Z", "price_level": p, "new_quantity": q}
+           for s, p, q in levels]
+    for i, u in enumerate(ups):  # mostly distinct prices, as in a real book
+        if u["price_level"] in ("1", "2.5", "100"):
+            u["price_level"] = str(base + i)
+    if bad is not None:
+        ups[bad[0]][bad[1]] = bad[2]
+    frame = json.dumps({"channel": "l2_data", "timestamp": "2026-08-09T21:05:48.5Z", "sequence_num": 0,
+                        "events": [{"type": "snapshot", "product_id": "BTC-USD", "updates": ups}]},
+                       separators=(",", ":"))
+    update = json.dumps({"channel": "l2_data", "timestamp": "2026-08-09T21:05:49.5Z", "sequence_num": 1,
+                         "events": [{"type": "update", "product_id": "BTC-USD", "updates": ups[:3]}]},
+                        separators=(",", ":"))
+    hot = _coinbase_same([frame, update])
+    b = hot.books.get("BTC-USD")
+    if bad is None and b is not None and len(b) > 3:  # the bulk path ran, not its fallback
+        assert TextLevel in {type(lv) for lv in b.top_levels(True) + b.top_levels(False)}
+
+
+@settings(max_examples=500, deadline=None)
+@given(st.text(alphabet="0123456789._eE+ \u0663\uff12\t", max_size=10))
+def test_a_text_float_takes_decimal_takes_with_the_same_value(t):
+    """What ``text_levels`` relies on to check texts with ``float()`` and make the
+    Decimals later: every text float() takes, Decimal takes too (Decimal is the more
+    lenient one: ``1__0``; such a text goes to the per-level path)."""
+    try:
+        f = float(t)
+    except ValueError:
+        return
+    assert float(Decimal(t)) == f
+
+
+def test_coinbase_deep_snapshot_converts_only_what_is_read():
+    ups = [{"side": "bid" if i < 50 else "offer", "event_time": "2026-08-09T21:05:48.2Z",
+            "price_level": f"{(100 - i if i < 50 else 51 + i)}.5", "new_quantity": "0.25"} for i in range(100)]
+    frame = json.dumps({"channel": "l2_data", "timestamp": "2026-08-09T21:05:48.5Z", "sequence_num": 0,
+                        "events": [{"type": "snapshot", "product_id": "BTC-USD", "updates": ups}]}, separators=(",", ":"))
+    s = CB.new_session()
+    (m,), _ = s.feed(frame)
+    assert all(type(lv) is TextLevel for lv in m.levels)
+    b = s.books["BTC-USD"]
+    assert b.best_bid() == (Decimal("100.5"), Decimal("0.25")) and b.best_ask() == (Decimal("101.5"), Decimal("0.25"))
+    assert b.float_side(True, 2) == ([100.5, 99.5], [0.25, 0.25])
+    made = [lv for lv in m.levels if lv.dec_price is not None or lv.dec_qty is not None]
+    assert len(made) == 2  # the two best levels handed out, nothing else
+    assert m.levels == CB.decode(frame)[0].levels  # equal to the Levels of the general path
 
 
 SURROGATES = [
