@@ -2,7 +2,8 @@
 
 Each side is a ``SortedList`` of keys plus a dict key -> entry, where the entry is the
 ``base.Level`` that set the level (side, Decimal price and qty, and the wire text: Kraken's
-checksum is computed from it). Storing the decoder's own Level costs nothing per update.
+checksum is computed from it), or the ``base.TextLevel`` of a deep snapshot (the same,
+Decimals made on first read). Storing the decoder's own Level costs nothing per update.
 
 Keys are floats of the prices (``float(price_text)``): a fresh Decimal costs ~0.3 us to
 hash and compares at half the speed of a float, and a 46,000-level snapshot would spend
@@ -360,7 +361,7 @@ class L2Book:
             yield e.price, e.qty
 
     def top_levels(self, is_bid: bool, n: int | None = None) -> list[Level]:
-        """The entries (``base.Level``: Decimal price and qty, wire texts) of the best
+        """The entries (``base.Level`` / ``TextLevel``: Decimal price and qty, wire texts) of the best
         ``n`` levels of one side (all when ``n`` is None), best first."""
         if is_bid:
             bp, bd = self._bp, self._bd
