@@ -21,10 +21,18 @@ Sequencing (``new_session()``): Bitstamp has no sequence numbers.
   microtimestamp <= the snapshot's are dropped; buffered later ones are applied on top of
   it. A snapshot older than the first buffered diff is reported as ``stale_snapshot``.
 - ``bts:request_reconnect`` is reported as a ``gap`` (the server is about to drop us).
+
+Speed: a REST order book body (206 KB, ~8,000 levels for btcusd) or an ``order_book``
+channel frame of ``BULK_CHARS`` or more is decoded in a session with a strict msgspec
+shape and its levels made ``TextLevel``s in bulk (``base.text_levels``: Decimals made on
+first read), ``L2Book.apply_snapshot`` told where the bids end and the price keys; the
+messages, books and errors are those of the general path, which bytes frames and anything
+unusual take (tests/venues/test_bitstamp.py compares the two).
 """
 
 from __future__ import annotations
 
+from operator import itemgetter
 from typing import Any
 
 import msgspec
@@ -51,8 +59,9 @@ from harness.venues.base import (
     SeqFinding,
     TradeMessage,
     Venue,
+    text_levels,
 )
-from harness.venues.book import BookSession
+from harness.venues.book import BookSession, L2Book
 from harness.venues.seq import MonotonicTracker, SnapshotAligner
 
 NAME = "bitstamp"
@@ -254,6 +263,80 @@ _BOOK_HEAD = msgspec.json.Decoder(_BookHead)
 _BOOK_KINDS = ("diff_order_book", "order_book")
 
 
+BULK_CHARS = 640  # a book this long may hold 64 levels (["1","1"],) or more: try the bulk decode
+
+
+class _DeepBook(msgspec.Struct, forbid_unknown_fields=True, gc=False):
+    """A deep book (a REST ``/order_book`` body, an ``order_book`` frame's data) as a
+    session decodes it in bulk. No field is skipped (a skipped value is checked less than
+    the general path checks it: ``1e999``, bad UTF-8), so a book this shape takes is one
+    ``decode`` takes too; another field, or a level of more than two entries, takes the
+    general path."""
+
+    timestamp: Any = msgspec.UNSET
+    microtimestamp: Any = msgspec.UNSET
+    bids: list[tuple[str, str]] = []
+    asks: list[tuple[str, str]] = []
+
+
+class _DeepFrame(msgspec.Struct, forbid_unknown_fields=True, gc=False):
+    event: str
+    data: _DeepBook
+    channel: str = ""
+
+
+_DEEP_BOOK = msgspec.json.Decoder(_DeepBook)
+_DEEP_FRAME = msgspec.json.Decoder(_DeepFrame)
+_L_PRICE, _L_QTY = itemgetter(0), itemgetter(1)
+
+
+def _bulk_book(d: _DeepBook, typ: str, instrument: str):
+    """(the snapshot ``BookMessage`` ``_book`` makes of ``d`` but with ``TextLevel``s,
+    (price keys, n_bids)); n_bids None when a quantity is zero. None when anything is off:
+    the general path then names the error."""
+    bids, asks = d.bids, d.asks
+    got = text_levels(
+        ["bid"] * len(bids) + ["ask"] * len(asks),
+        list(map(_L_PRICE, bids)) + list(map(_L_PRICE, asks)),
+        list(map(_L_QTY, bids)) + list(map(_L_QTY, asks)),
+    )
+    if got is None:
+        return None
+    levels, keys, nonzero = got
+    mts = d.microtimestamp
+    try:
+        ts = None if mts is None or mts is msgspec.UNSET else micro_ns(NAME, mts)
+    except DecodeError:
+        return None
+    m = BookMessage(type=typ, venue_ts_ns=ts, instrument=instrument, snapshot=True, levels=levels)
+    return m, (keys, len(bids) if nonzero else None)
+
+
+def _deep_rest(instrument: str, body):
+    """``_bulk_book`` of a REST order book body (None: take ``decode_rest_snapshot``)."""
+    try:
+        d = _DEEP_BOOK.decode(body)
+    except (msgspec.DecodeError, TypeError, ValueError, UnicodeError, RecursionError):
+        return None
+    if d.microtimestamp is msgspec.UNSET:
+        return None
+    return _bulk_book(d, "rest/order_book", instrument)
+
+
+def _deep_order_book(payload: str):
+    """``_bulk_book`` of an ``order_book`` channel frame (None: take ``decode``)."""
+    if '"order_book_' not in payload[-160:] and '"order_book_' not in payload[:160]:
+        return None  # (a cheap guess at the channel; a miss only costs speed)
+    try:
+        f = _DEEP_FRAME.decode(payload)
+    except (msgspec.DecodeError, TypeError, ValueError, UnicodeError, RecursionError):
+        return None
+    kind, inst = split_channel(f.channel)
+    if f.event != "data" or kind != "order_book":
+        return None
+    return _bulk_book(f.data, "order_book/data", inst)
+
+
 class BitstampSession(BookSession):
     """Books per pair, aligned to REST snapshots (``apply_rest_snapshot``), plus the
     microtimestamp rules of the module docstring. ``align=False`` applies diffs directly
@@ -300,8 +383,13 @@ class BitstampSession(BookSession):
 
     def feed(self, payload, frame_id: int | None = None):
         msgs = self._skipped_book(payload) if self.kept is not None else None
+        hint = None  # (price keys, n_bids) of a bulk-decoded snapshot
         if msgs is None:
-            msgs = self.venue.decode(payload)
+            deep = _deep_order_book(payload) if type(payload) is str and len(payload) >= BULK_CHARS else None
+            if deep is not None:
+                msgs, hint = [deep[0]], deep[1]
+            else:
+                msgs = self.venue.decode(payload)
         self.frames += 1
         findings: list = []
         for m in msgs:
@@ -315,7 +403,9 @@ class BitstampSession(BookSession):
                         findings.append(f)
                 if self.kept is not None and not self._kept(m):
                     continue
-                if m.snapshot or not self.align:
+                if hint is not None:  # the frame's one message, a snapshot
+                    self._apply_snapshot_levels(m, hint)
+                elif m.snapshot or not self.align:
                     touched: list = []
                     self._apply(m, touched)
                 else:
@@ -339,18 +429,37 @@ class BitstampSession(BookSession):
         """Replace ``instrument``'s book with a REST snapshot and apply the buffered diffs
         newer than it. Returns findings (``stale_snapshot``, ``gap`` on buffer overflow,
         ``crossed``)."""
+        deep = _deep_rest(instrument, body) if type(body) in (str, bytes) and len(body) >= BULK_CHARS else None
+        if deep is not None:
+            return self._apply_rest(deep[0], frame_id, deep[1])
         snap = self.venue.decode_rest_snapshot(instrument, body)
         return self.apply_snapshot_message(snap, frame_id)
 
     def apply_snapshot_message(self, snap: BookMessage, frame_id: int | None = None) -> list[SeqFinding]:
+        return self._apply_rest(snap, frame_id, None)
+
+    def _apply_snapshot_levels(self, m: BookMessage, hint) -> L2Book:
+        """Replace ``m.instrument``'s book by a bulk-decoded snapshot (``hint``: price keys, n_bids)."""
+        b = self.book(m.instrument)
+        keys, n_bids = hint
+        if n_bids is None:
+            b.apply_snapshot(m.levels, m.venue_ts_ns)
+        else:
+            b.apply_snapshot(m.levels, m.venue_ts_ns, n_bids=n_bids, keys=keys)
+        return b
+
+    def _apply_rest(self, snap: BookMessage, frame_id, hint) -> list[SeqFinding]:
         ts = snap.venue_ts_ns
         if ts is None:
             raise DecodeError(NAME, "snapshot without microtimestamp cannot be aligned")
         if self.kept is not None and snap.instrument not in self.kept:
             return []
         keep, findings = self.aligner.on_snapshot(snap.instrument, ts, frame_id)
-        b = self.book(snap.instrument)
-        b.apply_snapshot(snap.levels, ts)
+        if hint is not None:
+            b = self._apply_snapshot_levels(snap, hint)
+        else:
+            b = self.book(snap.instrument)
+            b.apply_snapshot(snap.levels, ts)
         for m in keep:
             b.apply_levels(m.levels, m.venue_ts_ns)
         self._check_crossed(b, frame_id, findings)

@@ -16,9 +16,19 @@ ms). Instruments keep Gemini's names (``BTCUSD``).
 Session: the first ``l2_updates`` per symbol is the full book (replaces whatever was
 there: after a reconnect merging would keep stale levels); a book that is crossed after an
 update is a ``crossed`` finding. Gemini has no sequence numbers, so gaps are undetectable.
+
+Speed: a session decodes an ``l2_updates`` frame of ``BULK_CHARS`` or more (the full book:
+~5,000 levels, 170 KB for BTCUSD) with a strict msgspec shape and makes its levels
+``TextLevel``s in bulk (``base.text_levels``: Decimals made on first read), telling
+``L2Book.apply_snapshot`` where the bids end and the price keys; the messages, books and
+errors are those of the general path, which bytes payloads and anything unusual take
+(tests/venues/test_gemini.py compares the two).
 """
 
 from __future__ import annotations
+
+from operator import itemgetter
+from typing import Any
 
 import msgspec
 
@@ -44,6 +54,7 @@ from harness.venues.base import (
     OtherMessage,
     TradeMessage,
     Venue,
+    text_levels,
 )
 from harness.venues.book import BookSession
 
@@ -212,6 +223,61 @@ def _names_l2(payload) -> bool:
     return False
 
 
+BULK_CHARS = 1024  # a frame this long may hold 64 changes or more: try the bulk decode
+
+
+class _L2Deep(msgspec.Struct, forbid_unknown_fields=True, gc=False):
+    """A deep ``l2_updates`` frame as the session decodes it in bulk. No field is skipped
+    (a skipped value is checked less than the general path checks it: ``1e999``, bad
+    UTF-8), so a frame this shape takes is one ``decode`` takes too; a frame with another
+    field takes the general path."""
+
+    type: str
+    symbol: str
+    changes: list[tuple[str, str, str]]
+    trades: Any = msgspec.UNSET
+    auction_events: Any = msgspec.UNSET
+
+
+_L2_DEEP = msgspec.json.Decoder(_L2Deep)
+_C_SIDE, _C_PRICE, _C_QTY = itemgetter(0), itemgetter(1), itemgetter(2)
+
+
+def _deep_l2(payload: str):
+    """(messages, (price keys, n_bids)) of a deep ``l2_updates`` frame: the messages
+    ``decode`` gives but with ``TextLevel``s; n_bids None unless the bids come first and no
+    quantity is zero. None when anything is off: the general path then names the error."""
+    try:
+        d = _L2_DEEP.decode(payload)
+    except (msgspec.DecodeError, TypeError, ValueError, UnicodeError, RecursionError):
+        return None
+    if d.type != "l2_updates":
+        return None
+    ch = d.changes
+    try:
+        sides = list(map(_SIDE.__getitem__, map(_C_SIDE, ch)))
+    except KeyError:
+        return None
+    got = text_levels(sides, list(map(_C_PRICE, ch)), list(map(_C_QTY, ch)))
+    if got is None:
+        return None
+    levels, keys, nonzero = got
+    snap = d.trades is not msgspec.UNSET or d.auction_events is not msgspec.UNSET
+    out: list[Message] = [BookMessage(type=d.type, instrument=d.symbol, snapshot=snap, levels=levels)]
+    trades = d.trades
+    if trades is not msgspec.UNSET and trades is not None:
+        if type(trades) is not list:
+            return None
+        try:
+            out.extend(_trade(t) for t in trades)
+        except DecodeError:
+            return None
+    n_bids = sides.count("bid")
+    if not nonzero or sides[:n_bids].count("bid") != n_bids:
+        n_bids = None
+    return out, (keys, n_bids)
+
+
 class GeminiSession(BookSession):
     """Books per symbol; the first ``l2_updates`` for a symbol (and any later one that
     carries ``trades``/``auction_events``) replaces the book. With ``keep_books`` an
@@ -219,23 +285,38 @@ class GeminiSession(BookSession):
     without the trades it carries)."""
 
     def feed(self, payload, frame_id: int | None = None):
-        if self.kept is not None and _names_l2(payload):
-            try:
-                h = _L2_HEAD.decode(payload)
-            except (msgspec.DecodeError, TypeError, ValueError, UnicodeError, RecursionError):
-                h = None  # the general path reports it
-            if h is not None and h.type == "l2_updates" and h.symbol and h.symbol not in self.kept:
-                self.frames += 1
-                snap = h.trades is not _ABSENT or h.auction_events is not _ABSENT
-                return [BookMessage(type=h.type, instrument=h.symbol, snapshot=snap, levels=[])], []
+        if _names_l2(payload):
+            if self.kept is not None:
+                try:
+                    h = _L2_HEAD.decode(payload)
+                except (msgspec.DecodeError, TypeError, ValueError, UnicodeError, RecursionError):
+                    h = None  # the general path reports it
+                if h is not None and h.type == "l2_updates" and h.symbol and h.symbol not in self.kept:
+                    self.frames += 1
+                    snap = h.trades is not _ABSENT or h.auction_events is not _ABSENT
+                    return [BookMessage(type=h.type, instrument=h.symbol, snapshot=snap, levels=[])], []
+            if type(payload) is str and len(payload) >= BULK_CHARS:
+                deep = _deep_l2(payload)
+                if deep is not None:
+                    msgs, hint = deep
+                    m = msgs[0]
+                    if self.kept is None or m.instrument in self.kept:
+                        self.frames += 1
+                        findings: list = []
+                        self._check_crossed(self._apply(m, [], hint), frame_id, findings)
+                        return msgs, findings
         return super().feed(payload, frame_id)
 
-    def _apply(self, m, touched):
+    def _apply(self, m, touched, hint=None):
+        """``hint``: (price keys, n_bids) of a bulk decode, for ``apply_snapshot``."""
         if self.kept is not None and not self._kept(m):
             return None
         b = self.book(m.instrument)
         if m.snapshot or not b.has_snapshot:
-            b.apply_snapshot(m.levels, m.venue_ts_ns)
+            if hint is not None and hint[1] is not None:
+                b.apply_snapshot(m.levels, m.venue_ts_ns, n_bids=hint[1], keys=hint[0])
+            else:
+                b.apply_snapshot(m.levels, m.venue_ts_ns)
         else:
             b.apply_levels(m.levels, m.venue_ts_ns)
         if not touched or touched[-1] is not b:
