@@ -19,7 +19,7 @@ from hypothesis import strategies as st
 
 from harness.errors import DecodeError
 from harness.venues import bitstamp, gemini
-from harness.venues.base import BookMessage, TextLevel
+from harness.venues.base import BookMessage, Level, TextLevel
 from tests.venues.realdata_util import records, recv_frames
 from tests.venues.test_hot_paths import INVALID_TEXTS, VALID_TEXTS, book_state
 
@@ -58,17 +58,33 @@ def _same(hot, general, frames, encode=True):
     return out
 
 
-def _distinct(levels, base):
-    """Mostly distinct prices, as in a real book (the odd texts still repeat)."""
-    return [(s, str(base + i) if p in ("1", "2.5", "100") else p, q) for i, (s, p, q) in enumerate(levels)]
-
-
 def _is_bulk(levels) -> bool:
     return bool(levels) and all(type(lv) is TextLevel for lv in levels)
 
 
-deep_levels = st.lists(st.tuples(st.sampled_from(["bid", "ask"]), st.sampled_from(VALID_TEXTS),
-                                 st.sampled_from(VALID_TEXTS)), min_size=DEEP, max_size=DEEP + 20)
+@st.composite
+def deep_levels(draw):
+    """(side, price text, qty text) of a deep book: distinct plain prices and non-zero
+    quantities, as in a real book (so ``apply_snapshot`` takes its bulk path), with up to
+    four odd but valid texts put in (which may repeat a price or zero a quantity)."""
+    base = draw(st.integers(0, 10**6))
+    sides = draw(st.lists(st.sampled_from(["bid", "ask"]), min_size=DEEP, max_size=DEEP + 20))
+    qtys = draw(st.lists(st.sampled_from(["0.5", "1.25", "3", "0.00000001"]), min_size=len(sides), max_size=len(sides)))
+    levels = [[s, str(base + i) if i % 2 else f"{base + i}.50", q] for i, (s, q) in enumerate(zip(sides, qtys, strict=True))]
+    for i, j, t in draw(st.lists(st.tuples(st.integers(0, DEEP - 1), st.integers(1, 2), st.sampled_from(VALID_TEXTS)),
+                                 max_size=4)):
+        levels[i][j] = t
+    return [tuple(lv) for lv in levels]
+
+
+PLAIN = [("bid", f"{100 - i}.5", "0.25") for i in range(40)] + [("ask", f"{101 + i}.5", "0.25") for i in range(40)]
+FIXED_BOOKS = {  # every shape is also checked on these (hypothesis may miss a shape's rare case)
+    "plain": PLAIN,
+    "zero_quantity": [(s, p, "0" if i == 7 else q) for i, (s, p, q) in enumerate(PLAIN)],
+    "asks_first": PLAIN[40:] + PLAIN[:40],
+    "repeated_price": PLAIN[:10] + [("bid", "95.50", "1")] + PLAIN[10:],
+}
+
 bad_value = st.none() | st.tuples(st.integers(0, DEEP - 1), st.integers(0, 2),
                                   st.sampled_from([*INVALID_TEXTS, 5, None, "BUY"]))
 keep = st.sampled_from([None, ("BTCUSD", "btcusd"), ("ETHUSD", "ethusd")])
@@ -86,6 +102,7 @@ GEMINI_SHAPES = {
     "trade_without_symbol": {"trades": [{"price": "1"}]},
     "trade_number_too_big": {"trades": [dict(TRADE, quantity=BIG)]},
     "another_field": {"trades": [], "socket_sequence": 3},
+    "another_field_too_big": {"trades": [], "socket_sequence": BIG},
     "symbol_number": {"symbol": 7, "trades": []},
 }
 GEMINI_SIDE = {"bid": "buy", "ask": "sell"}
@@ -98,15 +115,33 @@ def _gemini(changes, shape: str, tail: str = "") -> str:
     return t[:-1] + tail + "}" if tail else t  # tail: a repeated key (the last one counts)
 
 
+GEMINI_TAILS = [',"type":"heartbeat"', ',"changes":[]', ',"changes":[["buy","1","2","3"]]']
+
+
 @settings(max_examples=150, deadline=None)
-@given(deep_levels, st.integers(0, 10**6), bad_value,
+@given(deep_levels(), bad_value,
        st.sampled_from(["snapshot", "auction_only", "update"]) | st.sampled_from(sorted(GEMINI_SHAPES)),
-       st.just("") | st.sampled_from([',"type":"heartbeat"', ',"changes":[]', ',"changes":[["buy","1","2","3"]]']),
-       st.booleans(), keep)
-def test_gemini_deep_l2_updates_in_bulk_equal_the_per_level_path(levels, base, bad, shape, tail, bids_first, kept):
-    levels = _distinct(levels, base)
+       st.just("") | st.sampled_from(GEMINI_TAILS), st.booleans(), keep)
+def test_gemini_deep_l2_updates_in_bulk_equal_the_per_level_path(levels, bad, shape, tail, bids_first, kept):
     if bids_first:  # as Gemini sends them
         levels.sort(key=lambda lv: lv[0] != "bid")
+    _check_gemini(levels, bad, shape, tail, kept)
+
+
+@pytest.mark.parametrize("book", sorted(FIXED_BOOKS))
+@pytest.mark.parametrize("shape", sorted(GEMINI_SHAPES))
+def test_gemini_each_shape_in_bulk_equals_the_per_level_path(shape, book):
+    _check_gemini(FIXED_BOOKS[book], None, shape, "", None)
+
+
+@pytest.mark.parametrize("tail", GEMINI_TAILS)
+def test_gemini_repeated_keys_in_bulk_equal_the_per_level_path(tail):
+    _check_gemini(PLAIN, None, "snapshot", tail, None)
+
+
+def _check_gemini(levels, bad, shape, tail, kept):
+    """A deep frame, a small update, a deep update and a new full book: the same through
+    the bulk path (str) and the general path (bytes)."""
     changes = [[GEMINI_SIDE[s], p, q] for s, p, q in levels]
     if bad is not None:
         changes[bad[0]][bad[1]] = bad[2]
@@ -127,6 +162,7 @@ def test_gemini_deep_l2_updates_in_bulk_equal_the_per_level_path(levels, base, b
         if len(frames[3]) >= gemini.BULK_CHARS:
             b = hot.books["BTCUSD"]
             assert _is_bulk(got[3][0].levels) and all(type(lv) is TextLevel for lv in b.top_levels(True) + b.top_levels(False))
+    return hot
 
 
 @pytest.mark.realdata
@@ -151,6 +187,7 @@ BITSTAMP_SHAPES = {  # fields set over the book's
     "bids_null": {"bids": None},
     "another_field": {"foo": [1]},
     "number_too_big": {"timestamp": BIG},
+    "another_field_too_big": {"foo": BIG},
     "no_microtimestamp": {},  # (these three: see _bitstamp_book)
     "no_asks": {},
     "third_entry": {},
@@ -185,13 +222,24 @@ def _bad_levels(levels, bad):
 
 
 @settings(max_examples=150, deadline=None)
-@given(deep_levels, st.integers(0, 10**6), bad_value,
+@given(deep_levels(), bad_value,
        st.sampled_from(["plain", "no_asks"]) | st.sampled_from(sorted(BITSTAMP_SHAPES)), st.sampled_from([500, 1000, 1500]), keep)
-def test_bitstamp_rest_snapshot_in_bulk_equals_the_per_level_path(levels, base, bad, shape, first_diff, kept):
+def test_bitstamp_rest_snapshot_in_bulk_equals_the_per_level_path(levels, bad, shape, first_diff, kept):
+    _check_bitstamp_rest(levels, bad, shape, first_diff, kept)
+
+
+@pytest.mark.parametrize("book", sorted(FIXED_BOOKS))
+@pytest.mark.parametrize("shape", sorted(BITSTAMP_SHAPES))
+def test_bitstamp_each_shape_in_bulk_equals_the_per_level_path(shape, book):
+    _check_bitstamp_rest(FIXED_BOOKS[book], None, shape, 500, None)
+    _check_bitstamp_ws(FIXED_BOOKS[book], None, shape, None, "order_book_btcusd", "data")
+
+
+def _check_bitstamp_rest(levels, bad, shape, first_diff, kept):
     """``apply_rest_snapshot`` (bulk) against ``decode_rest_snapshot`` +
     ``apply_snapshot_message`` (per level), with diffs buffered before it: some dropped,
     the later ones applied on top of the snapshot's TextLevels (or a stale snapshot)."""
-    levels = _bad_levels(_distinct(levels, base), bad)
+    levels = _bad_levels(levels, bad)
     body = _text(_bitstamp_book(levels, shape))
     hot, general = BS.new_session(), BS.new_session()
     if kept is not None:
@@ -216,14 +264,20 @@ def test_bitstamp_rest_snapshot_in_bulk_equals_the_per_level_path(levels, base, 
 
 
 @settings(max_examples=100, deadline=None)
-@given(deep_levels, st.integers(0, 10**6), bad_value,
+@given(deep_levels(), bad_value,
        st.sampled_from(["plain", "no_asks"]) | st.sampled_from(sorted(BITSTAMP_SHAPES)), keep,
        st.sampled_from(["order_book_btcusd", "order_book_", "detail_order_book_btcusd", "order_book_btcusd_x"]),
        st.sampled_from(["data", "bts:x"]))
-def test_bitstamp_order_book_frames_in_bulk_equal_the_per_level_path(levels, base, bad, shape, kept, channel, event):
+def test_bitstamp_order_book_frames_in_bulk_equal_the_per_level_path(levels, bad, shape, kept, channel, event):
+    _check_bitstamp_ws(levels, bad, shape, kept, channel, event)
+
+
+def _check_bitstamp_ws(levels, bad, shape, kept, channel, event):
+    """Three ``order_book`` frames (a repeat, then a microtimestamp going back) and a
+    diff: the same through the bulk path (str) and the general path (bytes)."""
     if channel != "order_book_btcusd" or kept == ("ETHUSD", "ethusd"):
         kept = None  # a str frame of a pair not kept skips its levels undecoded (bytes do not)
-    levels = _bad_levels(_distinct(levels, base), bad)
+    levels = _bad_levels(levels, bad)
     frames = [_text({"data": _bitstamp_book(levels, shape, mts), "channel": channel, "event": event})
               for mts in ("1000", "1000", "900")]  # a repeat, then a microtimestamp going back
     hot, general = BS.new_session(), BS.new_session()
@@ -236,9 +290,8 @@ def test_bitstamp_order_book_frames_in_bulk_equal_the_per_level_path(levels, bas
         assert _is_bulk(got[0][0].levels)  # the bulk path ran, not its fallback
 
 
-def test_bitstamp_bulk_snapshot_then_diffs_match_decimal_books():
-    """A REST snapshot in bulk, then random diffs: each level the book holds is exactly
-    the Decimal of its text, whether the snapshot or a diff put it there."""
+def test_bitstamp_bulk_snapshot_then_diffs_equal_the_per_level_path():
+    """A REST snapshot in bulk, then random diffs changing and deleting its levels."""
     rng = random.Random(5)
     bids = [[f"{30000 - i}.{rng.randint(0, 99):02d}", f"0.{rng.randint(1, 10**8):08d}"] for i in range(200)]
     asks = [[f"{30001 + i}.{rng.randint(0, 99):02d}", f"0.{rng.randint(1, 10**8):08d}"] for i in range(200)]
@@ -246,12 +299,12 @@ def test_bitstamp_bulk_snapshot_then_diffs_match_decimal_books():
     hot, general = BS.new_session(), BS.new_session()
     assert hot.apply_rest_snapshot("btcusd", body) == general.apply_snapshot_message(BS.decode_rest_snapshot("btcusd", body))
     for k in range(50):
-        lv = [(rng.choice(["bid", "ask"]), rng.choice(bids + asks)[0], rng.choice(["0", "1.5", "0.00000001"]))
-              for _ in range(5)]
+        sides = [rng.choice(["bid", "ask"]) for _ in range(5)]
+        lv = [(side, rng.choice(bids if side == "bid" else asks)[0], rng.choice(["0", "1.5", "0.00000001"])) for side in sides]
         _same(hot, general, [_diff(2000 + k, lv)])
     b = hot.books["btcusd"]
-    assert TextLevel in {type(lv) for lv in b.top_levels(True)}
-    assert all(lv.price == type(lv.price)(lv.price_text) for lv in b.top_levels(True) + b.top_levels(False))
+    assert TextLevel in {type(lv) for lv in b.top_levels(True)} and Level in {type(lv) for lv in b.top_levels(True)}
+    assert len(b) < 400  # diffs deleted levels the snapshot made
 
 
 @pytest.mark.realdata
