@@ -27,7 +27,7 @@ channel frame of ``BULK_CHARS`` or more is decoded in a session with a strict ms
 shape and its levels made ``TextLevel``s in bulk (``base.text_levels``: Decimals made on
 first read), ``L2Book.apply_snapshot`` told where the bids end and the price keys; the
 messages, books and errors are those of the general path, which bytes frames and anything
-unusual take (tests/venues/test_bitstamp.py compares the two).
+unusual take (tests/venues/test_snapshot_bulk.py compares the two).
 """
 
 from __future__ import annotations

@@ -22,7 +22,7 @@ Speed: a session decodes an ``l2_updates`` frame of ``BULK_CHARS`` or more (the 
 ``TextLevel``s in bulk (``base.text_levels``: Decimals made on first read), telling
 ``L2Book.apply_snapshot`` where the bids end and the price keys; the messages, books and
 errors are those of the general path, which bytes payloads and anything unusual take
-(tests/venues/test_gemini.py compares the two).
+(tests/venues/test_snapshot_bulk.py compares the two).
 """
 
 from __future__ import annotations
