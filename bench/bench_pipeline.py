@@ -22,6 +22,7 @@ from harness.pipeline.stages import Pipeline
 from harness.replay.source import NullSink, replay
 from harness.store import Recording
 from harness.store.importers import import_files
+from harness.venues._json import clear_caches
 
 REALDATA = Path(__file__).resolve().parent.parent.parent / "shared" / "realdata" / "cryptofeed"
 PROFILE = Path(__file__).resolve().parent / "PROFILE_pipeline.txt"
@@ -210,6 +211,11 @@ def run() -> list[Row]:
             rows.append(Row("pipeline", "full pipeline without the 5 MB Coinbase snapshot frame", (n - 1) / max(full - big, 1e-9),
                             "frames/s", n / raw, ">= 100k/s", (n - 1) / max(full - big, 1e-9) >= 100_000,
                             f"that one frame decodes in {big * 1e3:.0f} ms"))
+            cold = sum(best_of(lambda db=db: (clear_caches(), _pipeline(db)), 5) for db in dbs.values())
+            rows.append(Row("pipeline", "full pipeline, text -> Decimal caches emptied before each run", n / cold,
+                            "frames/s", n / raw, "", None,
+                            "a single replay of these short recordings (the first pipeline row repeats each run and keeps "
+                            "the best, with the venues' price caches warm from the previous run, as on a long recording)"))
             narrow = sum(best_of(lambda db=db: _pipeline(db, band=0.01)) for db in dbs.values())
             rows.append(Row("pipeline", "full pipeline, book levels within 1% (not 5%) of the top", n / narrow, "frames/s",
                             n / raw, ">= 100k/s", n / narrow >= 100_000,

@@ -144,6 +144,16 @@ def dec(venue: str, text: Any) -> Decimal:
 _ZERO = Decimal(0)
 
 
+_CACHES: list[DecCache] = []  # every DecCache made (module-level singletons of the venues)
+
+
+def clear_caches() -> None:
+    """Empty every ``DecCache``: what a process sees on its first frames (the benchmarks
+    measure a replay with cold caches this way)."""
+    for c in _CACHES:
+        c._c.clear()
+
+
 class DecCache:
     """Text -> Decimal cache for prices (the same levels recur all the time). Bounded:
     cleared when it grows past ``limit``. Validates finiteness and sign once per text."""
@@ -154,6 +164,7 @@ class DecCache:
         self.venue = venue
         self._c: dict[str, Decimal] = {}
         self.limit = limit
+        _CACHES.append(self)
 
     def __call__(self, text: Any) -> Decimal:
         if type(text) is not str:
