@@ -126,3 +126,17 @@ def test_snapshot_aligner():
     b.on_diff("y", 30, "d30")
     keep, findings = b.on_snapshot("y", 25)
     assert keep == ["d30"] and [f.kind for f in findings] == ["stale_snapshot"]
+
+
+def test_clear_caches_empties_every_venue_price_cache():
+    """``_json.clear_caches`` (the pipeline benchmark's cold run) reaches the caches the
+    venues decode through, and decoding after it gives the same Decimals."""
+    from harness.venues import _json, gemini
+
+    frame = '{"type":"l2_updates","symbol":"BTCUSD","changes":[["buy","65000.5","0.25"]]}'
+    first = gemini.VENUE.decode(frame)
+    assert "65000.5" in gemini._P._c and "0.25" in gemini._Q._c
+    assert gemini._P in _json._CACHES
+    _json.clear_caches()
+    assert not any(c._c for c in _json._CACHES)
+    assert gemini.VENUE.decode(frame) == first
