@@ -100,7 +100,8 @@ class TextLevel(msgspec.Struct, gc=False):
     with ``float()`` first: every text float() takes, Decimal takes too, with the same
     value, so a later conversion cannot fail (Decimal is the more lenient: ``1__0``; a
     snapshot holding such a text takes the per-level path). Compares equal to the
-    ``Level`` with the same fields."""
+    ``Level`` with the same fields. Not for encoding or ``structs.replace``: the cache
+    fields are part of the Struct (encoded as they stand, kept by a replace of a text)."""
 
     side: str  # "bid" or "ask"
     price_text: str
@@ -127,6 +128,10 @@ class TextLevel(msgspec.Struct, gc=False):
             return (self.side == other.side and self.price == other.price and self.qty == other.qty
                     and self.price_text == other.price_text and self.qty_text == other.qty_text)
         return NotImplemented
+
+    def __ne__(self, other):
+        eq = self.__eq__(other)
+        return eq if eq is NotImplemented else not eq
 
     def __repr__(self) -> str:
         return f"TextLevel({self.side!r}, {self.price_text!r}, {self.qty_text!r})"

@@ -43,6 +43,15 @@ _IS_BID = "bid".__eq__
 _NOT_BID = "bid".__ne__
 
 
+def _qty_float(lv) -> float:
+    """float of a level's quantity: of its text (cheap) unless float() refuses it (Decimal
+    takes "1_" and "1__0", float() does not), else of its Decimal."""
+    try:
+        return float(lv.qty_text)
+    except ValueError:
+        return float(lv.qty)
+
+
 def float_key(lv) -> float | None:
     """The float key of a Level's price; None when there is none (the book then keys by
     Decimal)."""
@@ -389,8 +398,8 @@ class L2Book:
         entries = list(map(d.__getitem__, keys))
         try:
             qs = list(map(float, map(_QTY_TEXT, entries)))
-        except ValueError:  # a level without quantity text
-            qs = [float(e.qty_text) if e.qty_text else float(e.qty) for e in entries]
+        except ValueError:  # a level without quantity text, or one float() refuses ("1_")
+            qs = list(map(_qty_float, entries))
         return (list(map(float, keys)) if self._exact else keys), qs
 
     def top_entries(self, is_bid: bool, n: int) -> list[list]:

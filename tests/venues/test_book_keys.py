@@ -151,3 +151,26 @@ def test_kraken_session_takes_a_float_keyed_book_put_in_from_outside():
         m.put("bid", p, q)
         same(s.books["X/Y"], m)
         assert [f.got for f in found if f.kind == "checksum"] == [kraken.checksum(s.books["X/Y"])]
+
+
+def test_float_side_reads_quantities_float_refuses_from_their_decimal():
+    """Decimal takes "1_" and "1__0", float() does not: such a quantity reaches the book
+    through any decoder, and the float copy (the pipeline's ladder) must read its Decimal
+    instead of failing (a ValueError here stopped the whole pipeline)."""
+    from harness.pipeline.ladder import Ladder
+
+    b = L2Book("X")
+    b.apply_snapshot([level("bid", "0.2", "1_"), level("bid", "0.1", "2"), level("ask", "0.25", "1__0")])
+    assert b.float_side(True) == ([0.2, 0.1], [1.0, 2.0])
+    assert b.float_side(False) == ([0.25], [10.0])
+    lad = Ladder(b)
+    lad.sync()
+    assert lad._bq.tolist() == [1.0, 2.0] and lad._aq.tolist() == [10.0]
+
+
+def test_text_level_equality_both_ways():
+    from harness.venues.base import TextLevel
+
+    t, lv = TextLevel("bid", "1.50", "2"), level("bid", "1.50", "2")
+    assert t == lv and lv == t and not (t != lv) and not (lv != t)
+    assert t != level("bid", "1.50", "3") and level("bid", "1.50", "3") != t
