@@ -137,10 +137,17 @@ class TextLevel(msgspec.Struct, gc=False):
         return f"TextLevel({self.side!r}, {self.price_text!r}, {self.qty_text!r})"
 
 
-def text_levels(sides: list[str], pts: list, qts: list) -> tuple[list[TextLevel], list[float], bool] | None:
+def bids_first(sides: list[str], nonzero: bool) -> int | None:
+    """``L2Book.apply_snapshot``'s ``n_bids`` hint for levels with these sides: how many
+    bids lead, when the bids all come first and no quantity is zero (else None)."""
+    n = sides.count("bid")
+    return n if nonzero and sides[:n].count("bid") == n else None
+
+
+def text_levels(sides: list[str], pts: list, qts: list) -> tuple[list[TextLevel], list[float], int | None] | None:
     """Deep-snapshot levels from the wire texts in bulk (C-level iteration): ``sides``
     ("bid"/"ask"), price and quantity texts, in wire order. Returns (``TextLevel``s, the
-    prices' floats: ``L2Book`` keys, whether every quantity is non-zero), or None when a
+    prices' floats: ``L2Book`` keys, the ``n_bids`` hint: ``bids_first``), or None when a
     text is not a plain non-negative number (not a str, not taken by ``float()``, or
     holding a minus sign or an n: NaN, infinity): the caller then takes its per-level path,
     which names the error."""
@@ -155,7 +162,7 @@ def text_levels(sides: list[str], pts: list, qts: list) -> tuple[list[TextLevel]
         nonzero = all(list(map(float, qts)))  # every text checked (all() would stop at a 0)
     except ValueError:
         return None
-    return list(map(TextLevel, sides, pts, qts)), keys, nonzero
+    return list(map(TextLevel, sides, pts, qts)), keys, bids_first(sides, nonzero)
 
 
 class BookMessage(Message, kw_only=True):

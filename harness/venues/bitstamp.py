@@ -292,7 +292,7 @@ _L_PRICE, _L_QTY = itemgetter(0), itemgetter(1)
 
 def _bulk_book(d: _DeepBook, typ: str, instrument: str):
     """(the snapshot ``BookMessage`` ``_book`` makes of ``d`` but with ``TextLevel``s,
-    (price keys, n_bids)); n_bids None when a quantity is zero. None when anything is off:
+    (price keys, n_bids: ``base.bids_first``)). None when anything is off:
     the general path then names the error."""
     bids, asks = d.bids, d.asks
     got = text_levels(
@@ -302,14 +302,14 @@ def _bulk_book(d: _DeepBook, typ: str, instrument: str):
     )
     if got is None:
         return None
-    levels, keys, nonzero = got
+    levels, keys, n_bids = got
     mts = d.microtimestamp
     try:
         ts = None if mts is None or mts is msgspec.UNSET else micro_ns(NAME, mts)
     except DecodeError:
         return None
     m = BookMessage(type=typ, venue_ts_ns=ts, instrument=instrument, snapshot=True, levels=levels)
-    return m, (keys, len(bids) if nonzero else None)
+    return m, (keys, n_bids)
 
 
 def _deep_rest(instrument: str, body):
@@ -441,11 +441,7 @@ class BitstampSession(BookSession):
     def _apply_snapshot_levels(self, m: BookMessage, hint) -> L2Book:
         """Replace ``m.instrument``'s book by a bulk-decoded snapshot (``hint``: price keys, n_bids)."""
         b = self.book(m.instrument)
-        keys, n_bids = hint
-        if n_bids is None:
-            b.apply_snapshot(m.levels, m.venue_ts_ns)
-        else:
-            b.apply_snapshot(m.levels, m.venue_ts_ns, n_bids=n_bids, keys=keys)
+        b.apply_snapshot(m.levels, m.venue_ts_ns, n_bids=hint[1], keys=hint[0])
         return b
 
     def _apply_rest(self, snap: BookMessage, frame_id, hint) -> list[SeqFinding]:

@@ -232,7 +232,8 @@ class L2Book:
         iteration; a snapshot holding a zero quantity, a price repeated, or a price
         without text takes the level-by-level path. A decoder that already knows it may
         say so: ``n_bids`` = the first ``n_bids`` levels are the bids, the rest asks, and
-        no quantity is zero; ``keys`` = ``float()`` of the levels' price texts, in order."""
+        no quantity is zero; ``keys`` = ``float()`` of the levels' price texts, in order (read
+        only with ``n_bids``: a decoder may pass both as it has them)."""
         levels = levels if type(levels) is list else list(levels)
         self._exact = exact = not self._float_keys
         split = None  # (bids, asks, their price keys or None)

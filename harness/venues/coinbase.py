@@ -78,6 +78,7 @@ from harness.venues.base import (
     OtherMessage,
     TradeMessage,
     Venue,
+    bids_first,
     text_levels,
 )
 from harness.venues.book import BookSession
@@ -238,15 +239,8 @@ def _bulk_levels(updates: list[_ATUpdate], lazy: bool = False) -> tuple[list, li
         names = list(map(_SIDE_NAME.__getitem__, map(_U_SIDE, updates)))
     except KeyError:
         return None
-    n_bids = names.count("bid")
-    if names[:n_bids].count("bid") != n_bids:
-        n_bids = None
     if lazy:
-        got = text_levels(names, pts, qts)
-        if got is None:
-            return None
-        levels, keys, nonzero = got
-        return levels, keys, n_bids if nonzero else None
+        return text_levels(names, pts, qts)
     # What DecCache rejects after parsing, told from the text: every NaN and infinity
     # spelling has an n, a negative number a minus (an exponent's minus is only sent
     # to the loop).
@@ -258,7 +252,7 @@ def _bulk_levels(updates: list[_ATUpdate], lazy: bool = False) -> tuple[list, li
         qs = list(map(Decimal, qts))
     except (InvalidOperation, ValueError, TypeError):
         return None
-    return list(map(Level, names, ps, qs, pts, qts)), None, n_bids if all(qs) else None
+    return list(map(Level, names, ps, qs, pts, qts)), None, bids_first(names, all(qs))
 
 
 _L2_PREFIX = '{"channel":"l2_data"'  # an Advanced Trade book frame as Coinbase sends it
@@ -649,11 +643,8 @@ class CoinbaseSession(BookSession):
                     continue
                 b = self.book(m.instrument)
             if m.snapshot:
-                h = hints.get(id(m.levels))
-                if h is not None and h[1] is not None:
-                    b.apply_snapshot(m.levels, m.venue_ts_ns, n_bids=h[1], keys=h[0])
-                else:
-                    b.apply_snapshot(m.levels, m.venue_ts_ns)
+                keys, n_bids = hints.get(id(m.levels), (None, None))
+                b.apply_snapshot(m.levels, m.venue_ts_ns, n_bids=n_bids, keys=keys)
             elif b._exact:
                 b.apply_levels_raw(m.levels)
                 b.updates += 1

@@ -261,7 +261,7 @@ def _deep_l2(payload: str):
     got = text_levels(sides, list(map(_C_PRICE, ch)), list(map(_C_QTY, ch)))
     if got is None:
         return None
-    levels, keys, nonzero = got
+    levels, keys, n_bids = got
     snap = d.trades is not msgspec.UNSET or d.auction_events is not msgspec.UNSET
     out: list[Message] = [BookMessage(type=d.type, instrument=d.symbol, snapshot=snap, levels=levels)]
     trades = d.trades
@@ -272,9 +272,6 @@ def _deep_l2(payload: str):
             out.extend(_trade(t) for t in trades)
         except DecodeError:
             return None
-    n_bids = sides.count("bid")
-    if not nonzero or sides[:n_bids].count("bid") != n_bids:
-        n_bids = None
     return out, (keys, n_bids)
 
 
@@ -313,7 +310,7 @@ class GeminiSession(BookSession):
             return None
         b = self.book(m.instrument)
         if m.snapshot or not b.has_snapshot:
-            if hint is not None and hint[1] is not None:
+            if hint is not None:
                 b.apply_snapshot(m.levels, m.venue_ts_ns, n_bids=hint[1], keys=hint[0])
             else:
                 b.apply_snapshot(m.levels, m.venue_ts_ns)
