@@ -73,6 +73,7 @@ from __future__ import annotations
 
 import bisect
 import dataclasses
+import functools
 import math
 from collections import deque
 from collections.abc import Iterable, Mapping, Sequence
@@ -88,6 +89,8 @@ from harness.pipeline.config import BrtiParams, SeriesParams
 _P0 = itemgetter(0)
 _P1 = itemgetter(1)
 _REL_EPS = 1e-12  # relative tolerance for float accumulation of sizes against grid points
+GRID_AT_ONCE = 4096  # grids up to this many points are evaluated whole, in numpy
+_GRID = np.arange(1, GRID_AT_ONCE + 1, dtype=float)
 _NO_LEVELS = np.empty(0)
 
 
@@ -260,16 +263,40 @@ class ConsolidatedBook:
 
     def utilized_grid(self, max_spread: float) -> int:
         """K_T: the number of grid points v = s..K_T s with midSV(v) <= max_spread
-        (midSV is non-decreasing in v: up to 4,096 points all at once, else a binary
-        search)."""
+        (midSV is non-decreasing in v: up to ``GRID_AT_ONCE`` points all at once, else a
+        binary search)."""
         hi = self.max_grid()
+        if 0 < hi <= GRID_AT_ONCE:
+            return self._grid_curves(hi, max_spread)[0]
+        return self._search_grid(hi, max_spread)
+
+    def curve_index(self, max_spread: float, lambda_fraction: float = 0.3) -> tuple[int, float | None]:
+        """(K_T, index): ``utilized_grid`` then ``index``, in one pass over the grid when
+        it is at most ``GRID_AT_ONCE`` points (the prices looked up to find K_T are the
+        ones the sum weights). Index None when K_T is 0."""
+        hi = self.max_grid()
+        if not 0 < hi <= GRID_AT_ONCE:
+            k_t = self._search_grid(hi, max_spread)
+            return k_t, (self.index(k_t, lambda_fraction) if k_t > 0 else None)
+        k_t, mids2 = self._grid_curves(hi, max_spread)
+        if k_t <= 0:
+            return k_t, None
+        if self._sum_method(k_t) == "levels":
+            return k_t, self.index(k_t, lambda_fraction, "levels")
+        pw, c = _grid_weights(k_t, lambda_fraction)
+        return k_t, c * float(mids2[:k_t] @ pw) / 2.0
+
+    def _grid_curves(self, hi: int, max_spread: float) -> tuple[int, np.ndarray]:
+        """(K_T, askPV + bidPV at v = s..hi s) for 0 < hi <= ``GRID_AT_ONCE``."""
+        grid = _GRID[:hi] * (self.spacing * (1.0 - _REL_EPS))
+        a = self.ask_px[self.ask_cum.searchsorted(grid, "left")]
+        mids2 = a + self.bid_px[self.bid_cum.searchsorted(grid, "left")]
+        over = a / (mids2 / 2.0) - 1.0 > max_spread
+        k = int(over.argmax())
+        return (k if over[k] else hi), mids2
+
+    def _search_grid(self, hi: int, max_spread: float) -> int:
         s = self.spacing
-        if 0 < hi <= 4096:
-            grid = np.arange(1, hi + 1) * s * (1.0 - _REL_EPS)
-            a = self.ask_px[self.ask_cum.searchsorted(grid, "left")]
-            b = self.bid_px[self.bid_cum.searchsorted(grid, "left")]
-            over = a / ((a + b) / 2.0) - 1.0 > max_spread
-            return int(over.argmax()) if over.any() else hi
         lo = 0  # invariant: midSV(lo * s) <= max_spread (vacuous for 0)
         while lo < hi:
             mid = (lo + hi + 1) >> 1
@@ -297,9 +324,7 @@ class ConsolidatedBook:
         if k_t <= 0:
             raise ValueError("k_t must be >= 1")
         if method == "auto":
-            vt = k_t * self.spacing * (1.0 - _REL_EPS)
-            n = int(self.ask_cum.searchsorted(vt)) + int(self.bid_cum.searchsorted(vt)) + 2
-            method = "grid" if 2 * k_t < n else "levels"
+            method = self._sum_method(k_t)
         r = math.exp(-1.0 / (lambda_fraction * k_t))  # exp(-lambda s), lambda = 1/(0.3 k_t s)
         if method == "grid":
             return self._grid_index(k_t, r)
@@ -308,6 +333,12 @@ class ConsolidatedBook:
         norm = 1.0 - r ** k_t
         return (self._side_sum(self.ask_px, self.ask_cum, k_t, r)
                 + self._side_sum(self.bid_px, self.bid_cum, k_t, r)) / (2.0 * norm)
+
+    def _sum_method(self, k_t: int) -> str:
+        """"grid" when the grid up to K_T has fewer points than half the levels serving it."""
+        vt = k_t * self.spacing * (1.0 - _REL_EPS)
+        n = int(self.ask_cum.searchsorted(vt)) + int(self.bid_cum.searchsorted(vt)) + 2
+        return "grid" if 2 * k_t < n else "levels"
 
     def _grid_index(self, k_t: int, r: float) -> float:
         grid = np.arange(1, k_t + 1) * (self.spacing * (1.0 - _REL_EPS))
@@ -329,6 +360,17 @@ class ConsolidatedBook:
         de[0] = 1.0 - e[0]
         np.subtract(e[:-1], e[1:], out=de[1:])
         return float(px[:n] @ de)
+
+
+@functools.lru_cache(maxsize=256)
+def _grid_weights(k_t: int, lambda_fraction: float) -> tuple[np.ndarray, float]:
+    """(r^0..r^(k_t-1), (1 - r) / (1 - r^k_t)), r = exp(-1 / (lambda_fraction k_t)): the
+    unnormalised weights and their normaliser (``ConsolidatedBook.weights``). K_T moves
+    little from tick to tick, so they are kept (read-only)."""
+    r = math.exp(-1.0 / (lambda_fraction * k_t))
+    pw = np.power(r, np.arange(k_t, dtype=float))
+    pw.flags.writeable = False
+    return pw, (1.0 - r) / (1.0 - r ** k_t)
 
 
 # --------------------------------------------------------------------------- calculator
@@ -366,9 +408,12 @@ def _dynamic_cap(bpx: np.ndarray, bq: np.ndarray, apx: np.ndarray, aq: np.ndarra
         # trimmed mean / winsorised sd from the k extremes of each tail; lo / hi are the
         # (k+1)-th smallest / largest (the winsorising values)
         bot, top, lo, hi = _tails(xs, k, hint)
-        # (fsum of lists: ~2x faster than of arrays, whose items become numpy scalars)
-        s1 -= math.fsum(top.tolist()) + math.fsum(bot.tolist())
-        s2 -= math.fsum((top * top).tolist()) + math.fsum((bot * bot).tolist())
+        # the tails sorted before they are summed: the same sums in whatever order the
+        # partition left them (so the hint never changes the answer)
+        tails = np.concatenate((bot, top))
+        tails.sort()
+        s1 -= float(tails.sum())
+        s2 -= float(tails @ tails)
     nc = n - 2 * k
     mean = s1 / nc
     ss = max(0.0, s2 - 2.0 * mean * s1 + nc * mean * mean)  # sum over the core of (x - mean)^2
@@ -384,8 +429,8 @@ def _tails(xs: np.ndarray, k: int, hint: list | None) -> tuple[np.ndarray, np.nd
     between two 200 ms ticks only a few sizes change, so the tails barely move: ``hint``
     keeps a value a little inside each tail from the previous call ([low, high]). When at
     least k+1 sizes are <= low (>= high) the tail lies among them, so only those few are
-    partitioned; otherwise the whole sample is. The sums the caller takes are ``fsum``s
-    (exact whatever the order), so the answer is the same either way."""
+    partitioned; otherwise the whole sample is. The caller sorts the tails before summing
+    them, so the answer is the same either way."""
     n = len(xs)
     if hint is not None and hint[0] is not None:
         low, high = hint
@@ -469,6 +514,8 @@ class BrtiCalculator:
     def _screen(self, mids: dict[str, float]) -> dict[str, float]:
         p = self.params
         prev = self.erroneous
+        if len(mids) < 2:  # no other venue to compare with: every state is kept
+            return {}
         new = {v for v in prev if v not in mids}  # not evaluated now: state kept
         devs: dict[str, float] = {}
         names = sorted(mids)
@@ -596,13 +643,13 @@ class BrtiCalculator:
             # levels were cut only where midSV must exceed the limit
             res.reason = "spread_too_wide" if truncated else "insufficient_depth"
             return res
-        k_t = cb.utilized_grid(L)
+        k_t, value = cb.curve_index(L, p.lambda_depth_fraction)
         if k_t < 1:
             res.reason = "spread_too_wide"
             return res
         res.n_grid = k_t
         res.utilized_depth = k_t * s
-        res.value = cb.index(k_t, p.lambda_depth_fraction)
+        res.value = value
         res.valid = True
         return res
 
