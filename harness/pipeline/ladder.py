@@ -6,7 +6,8 @@ a side within the 5% band the dynamic cap samples), and a busy book changes betw
 two 200 ms ticks, but only in a few dozen levels. ``Ladder`` keeps the levels of both sides as
 sorted float64 arrays and, at a tick, re-reads only the prices the venue messages since
 the previous tick touched (``book.level(side, price)``: the book stays the truth,
-the messages only say where to look). A side with a few such prices (at most
+the messages only say where to look; ``book.float_levels`` where the book has
+it: the same as floats, in one call). A side with a few such prices (at most
 ``SMALL_PATCH``, the usual tick) is patched price by price: sizes written in place,
 inserts and deletes spliced in one pass (``_splice``); more go through whole-array masks.
 
@@ -18,7 +19,7 @@ venue applying an update as a replacement, a truncation), a level count that no 
 matches ``n_bids`` / ``n_asks``, or two Decimal prices that round to the same float. A
 book whose ``version`` did not move is left as it is. Only public ``L2Book`` members are
 used: ``bids_desc``, ``asks_asc`` (or ``float_side`` where the book has it: the same
-levels as floats, without converting Decimals), ``level``, ``n_bids``, ``n_asks``,
+levels as floats, without converting Decimals), ``level`` (or ``float_levels``), ``n_bids``, ``n_asks``,
 ``updates`` and, when present, ``version``.
 
 Deep books are held in part: a side with more than ``window`` levels is copied down to its
@@ -141,14 +142,14 @@ class Ladder:
     def _patch(self) -> bool:
         """Apply the noted prices; False when the result cannot be trusted."""
         b = self.book
-        level = b.level
+        read = _level_reader(b)
         for is_bid, dirty in zip((True, False), self._dirty, strict=True):
             if dirty and len(dirty) <= SMALL_PATCH:
-                if not self._patch_few(is_bid, dirty, level):
+                if not self._patch_few(is_bid, dirty, read):
                     return False
             elif dirty:
-                prices = list(dirty)
-                fl = np.fromiter(map(float, prices), float, len(prices))
+                fs, qs = read(is_bid, dirty)
+                fl = np.array(fs, float)
                 if _has_ties(np.sort(fl)):
                     return False
                 keys = -fl if is_bid else fl
@@ -156,13 +157,11 @@ class Ladder:
                 if not inside.all():
                     idx = np.flatnonzero(inside)
                     keys = keys[idx]
-                    qs = [level(is_bid, prices[i]) for i in idx.tolist()]
-                else:
-                    qs = [level(is_bid, p) for p in prices]
+                    qs = [qs[i] for i in idx.tolist()]
                 if not qs:
                     continue
                 here = np.array([q is not None for q in qs], bool)
-                qty = np.array([0.0 if q is None else float(q) for q in qs], float)
+                qty = np.array([0.0 if q is None else q for q in qs], float)
                 if is_bid:
                     self._bk, self._bq = _apply(self._bk, self._bq, keys, qty, here)
                 else:
@@ -171,18 +170,17 @@ class Ladder:
         return ((self._blim != math.inf or len(self._bk) == b.n_bids)
                 and (self._alim != math.inf or len(self._ak) == b.n_asks))
 
-    def _patch_few(self, is_bid: bool, dirty: set, level) -> bool:
+    def _patch_few(self, is_bid: bool, dirty: set, read) -> bool:
         """``_patch`` for one side and a few prices (the usual tick): size changes are
-        written in place one by one; only inserts and deletes rebuild the arrays (one
-        ``_apply``). False when two prices share a float."""
+        written in place one by one; only inserts and deletes splice the arrays
+        (``_splice``). False when two prices share a float."""
         keys, qty, lim = (self._bk, self._bq, self._blim) if is_bid else (self._ak, self._aq, self._alim)
-        ks: list[float] = []
-        qs: list = []
-        for p in dirty:
-            k = -float(p) if is_bid else float(p)
-            if k <= lim:  # past the copy: not held
-                ks.append(k)
-                qs.append(level(is_bid, p))
+        ks, qs = read(is_bid, dirty)
+        if is_bid:
+            ks = [-k for k in ks]
+        if lim != math.inf and max(ks) > lim:  # past the copy: not held
+            held = [(k, q) for k, q in zip(ks, qs, strict=True) if k <= lim]
+            ks, qs = [k for k, _ in held], [q for _, q in held]
         if len(set(ks)) != len(ks):
             return False
         if not ks:
@@ -195,7 +193,7 @@ class Ladder:
                 if q is None:
                     rest.append((k, None))
                 else:
-                    qty[i] = float(q)
+                    qty[i] = q
             elif q is not None:
                 rest.append((k, q))
         if rest:
@@ -204,6 +202,21 @@ class Ladder:
             else:
                 self._ak, self._aq = _splice(keys, qty, rest)
         return True
+
+
+def _level_reader(book: Any):
+    """``L2Book.float_levels`` of ``book``, or the same from its ``level``."""
+    fl = getattr(book, "float_levels", None)
+    if fl is not None:
+        return fl
+    level = book.level
+
+    def read(is_bid: bool, prices) -> tuple[list[float], list[float | None]]:
+        prices = list(prices)
+        qs = [level(is_bid, p) for p in prices]
+        return list(map(float, prices)), [None if q is None else float(q) for q in qs]
+
+    return read
 
 
 def _splice(keys: np.ndarray, qty: np.ndarray, changes: list) -> tuple[np.ndarray, np.ndarray]:

@@ -415,6 +415,23 @@ class L2Book:
             return None
         return e.qty
 
+    def float_levels(self, is_bid: bool, prices: Iterable[Decimal]) -> tuple[list[float], list[float | None]]:
+        """``level`` for consumers in binary floating point (the pipeline's ladders), many
+        prices in one call: (the prices as floats, the quantity at each as a float, None
+        where there is no level), in the order of ``prices`` (Decimals). The quantities
+        are read from their wire texts, as ``float_side`` reads them."""
+        d = self._bd if is_bid else self._ad
+        prices = prices if type(prices) is list else list(prices)
+        fs = list(map(float, prices))
+        qs: list[float | None] = []
+        if self._exact:
+            for e in map(d.get, prices):
+                qs.append(None if e is None else _qty_float(e))
+        else:
+            for p, e in zip(prices, map(d.get, fs), strict=True):
+                qs.append(None if e is None or (e.price is not p and e.price != p) else _qty_float(e))
+        return fs, qs
+
     @property
     def n_bids(self) -> int:
         return len(self._bp)

@@ -621,7 +621,11 @@ class CoinbaseSession(BookSession):
             msgs, seqinfo = self.venue._at_typed(f, hints)
         else:
             hints = {}
-            msgs, seqinfo = self.venue._at_kept(typed_loads(NAME, _AT_RAW_DEC, payload), kept, hints)
+            f = self._kept_typed(payload, kept)
+            if f is not None:
+                msgs, seqinfo = self.venue._at_typed(f, hints)
+            else:
+                msgs, seqinfo = self.venue._at_kept(typed_loads(NAME, _AT_RAW_DEC, payload), kept, hints)
         self.frames += 1
         findings: list = []
         if seqinfo is not None:
@@ -686,6 +690,21 @@ class CoinbaseSession(BookSession):
             if (bl and al and bl[-1][-1] >= al[0][0]) or b.instrument in self._crossed:
                 self._check_crossed(b, frame_id, findings)
         return msgs, findings
+
+    @staticmethod
+    def _kept_typed(payload: str, kept: frozenset) -> _ATFrame | None:
+        """The frame decoded whole when all its events are for kept products (the usual
+        frame: one event, its product named at the start), else None: ``_at_kept`` then
+        decodes it with the other products' levels left raw, and names any error. This
+        spares a kept product's snapshot a second pass (the raw one) over its 5 MB."""
+        i = payload.find('"product_id":"', 40, 240)
+        if i < 0 or payload[i + 14 : payload.find('"', i + 14)] not in kept:
+            return None
+        try:
+            f = _AT_DEC.decode(payload)
+        except (msgspec.DecodeError, TypeError, ValueError, UnicodeError, RecursionError):
+            return None
+        return f if all(ev.product_id in kept for ev in f.events) else None
 
     def reset(self) -> None:
         super().reset()

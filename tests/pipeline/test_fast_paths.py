@@ -167,8 +167,8 @@ def assert_ladder_exact(lad: Ladder, book: L2Book, selects: int = 6) -> None:
 
 
 class Without:
-    """An ``L2Book`` seen without some members: its ``version`` counter, its ``float_side``
-    (the ladder must do without either)."""
+    """An ``L2Book`` seen without some members: its ``version`` counter, its float readers
+    ``float_side`` and ``float_levels`` (the ladder must do without either)."""
 
     def __init__(self, book: L2Book, *names: str):
         self._b, self._names = book, names
@@ -186,7 +186,8 @@ def test_ladder_matches_full_conversion(ops, versioned, floats, window, few):
     """``window``: deep sides held in part (changes past the copy ignored, selects that
     need more convert again). ``few``: sides with at most this many changed prices are
     patched price by price (``_patch_few``), others with whole-array masks (0: always).
-    ``floats``: the copy is read with ``L2Book.float_side`` (else from the Decimals)."""
+    ``floats``: the copy is read with ``L2Book.float_side`` and ``float_levels`` (else
+    from the Decimals)."""
     import harness.pipeline.ladder as ladder_mod
 
     saved, ladder_mod.SMALL_PATCH = ladder_mod.SMALL_PATCH, few
@@ -198,7 +199,7 @@ def test_ladder_matches_full_conversion(ops, versioned, floats, window, few):
 
 def _ladder_ops(ops, versioned, floats, window):
     book = L2Book("X")
-    hidden = ([] if versioned else ["version"]) + ([] if floats else ["float_side"])
+    hidden = ([] if versioned else ["version"]) + ([] if floats else ["float_side", "float_levels"])
     lad = Ladder(Without(book, *hidden) if hidden else book, window)
     for op, arg in ops:
         if op == "snapshot":

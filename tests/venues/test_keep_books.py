@@ -166,6 +166,50 @@ def test_levels_of_filtered_instruments_are_not_decoded(venue_name):
     assert s.books == {}
 
 
+def _cb_events(*events, seq=1):
+    """An l2_data frame with several events: (product, price text) each."""
+    return json.dumps({"channel": "l2_data", "timestamp": "2026-08-09T21:05:48.5Z", "sequence_num": seq,
+                       "events": [{"type": "update", "product_id": pid, "updates": [
+                           {"side": "bid", "event_time": "2026-08-09T21:05:48.2Z", "price_level": price,
+                            "new_quantity": "1.5"}]} for pid, price in events]}, separators=(",", ":"))
+
+
+@pytest.mark.parametrize("events", [
+    [("BTC-USD", "100.00")],  # kept product first: decoded whole in one pass
+    [("BTC-USD", "100.00"), ("OTHER", "5.00")],  # then another product: its levels dropped
+    [("BTC-USD", "100.00"), ("OTHER", "abc")],  # ... even when they would not decode
+    [("OTHER", "abc"), ("BTC-USD", "100.00")],
+    [("BTC-USD", "abc")],  # a bad kept level is an error either way
+    [("BTC-USD", "100.00"), ("ETH-USD", "7.00")],  # both kept
+])
+def test_coinbase_kept_frames_decode_as_the_raw_path(events):
+    """A frame whose first event is a kept product's is decoded whole (one pass); any
+    other product in it sends the frame back to the raw-levels path: the same messages,
+    errors and books either way, the other products' levels empty."""
+    import harness.venues.coinbase as cbm
+
+    frame = _cb_events(*events)
+    kept = {"BTC-USD", "ETH-USD"}
+    got = []
+    for whole in (True, False):
+        s = get("coinbase").new_session()
+        s.keep_books(kept)
+        if not whole:
+            s._kept_typed = lambda payload, kept: None  # always the raw-levels path
+        try:
+            msgs, found = s.feed(frame, 0)
+        except DecodeError as e:
+            got.append(("error", str(e)))
+            continue
+        got.append(([(m.instrument, [(lv.side, lv.price_text) for lv in m.levels]) for m in msgs], found,
+                    {k: book_state(b) for k, b in s.books.items()}))
+    assert got[0] == got[1]
+    if got[0][0] != "error":
+        assert [levels == [] for _, levels in got[0][0]] == [pid not in kept for pid, _ in events]
+    whole = cbm.CoinbaseSession._kept_typed(frame, frozenset(kept))
+    assert (whole is not None) == all(pid in kept for pid, _ in events)
+
+
 def test_keep_books_drops_built_books_and_none_keeps_all():
     cb = get("coinbase")
     s = cb.new_session()
