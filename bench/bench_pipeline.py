@@ -100,7 +100,7 @@ def _index_seconds(db: str) -> float:
 def _pipeline(db: str, cls: type = Pipeline, **kw) -> Pipeline:
     p = cls(_config(), keep=False, **kw)
     with Recording(db) as rec:
-        p.attach_http(rec.http())
+        p.attach_http(rec.http(Pipeline.HTTP_URLS))
         replay(rec, p)
     return p.finish()
 

@@ -74,7 +74,7 @@ def command(recording, speed, precise, venue, type_, dir_, t_from, t_to, as_json
         pipe = None
         if not no_pipeline:
             pipe = _make_pipeline(recording, out, min_venues)
-            pipe.attach_http(rec.http())
+            pipe.attach_http(rec.http(pipe.HTTP_URLS))
             sink = _Tee(counter, pipe)
         elif out:
             raise ConfigError("--out needs the pipeline", hint="drop --no-pipeline")

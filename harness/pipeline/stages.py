@@ -147,6 +147,10 @@ class Pipeline:
     through the running aggregates, so False is fine for long runs).
     """
 
+    # the REST rows ``_on_http`` can use (Kalshi markets, Bitstamp order books): what to ask
+    # ``Recording.http`` for
+    HTTP_URLS = ("/markets", "/order_book/")
+
     def __init__(self, config: PipelineConfig | None = None, *, band: float | None = -1.0,
                  min_levels: int | None = None, max_levels: int | None = 5000,
                  instruments: Iterable[str] = BTC_INSTRUMENTS,
@@ -195,9 +199,13 @@ class Pipeline:
     # ------------------------------------------------------------------ input
 
     def attach_http(self, rows: Iterable[dict]) -> None:
-        """REST exchanges of the recording (``Recording.http()`` rows), applied in time
-        order as frames pass their receive time (``t_recv_ns``)."""
-        items = [(r.get("t_recv_ns") or r.get("t_sent_ns") or 0, i, r) for i, r in enumerate(rows)]
+        """REST exchanges of the recording (``Recording.http(Pipeline.HTTP_URLS)`` rows),
+        applied in time order as frames pass their receive time (``t_recv_ns``)."""
+        # only the rows _on_http can use: others would still move harness time (and start
+        # the index early), live and in replay alike
+        parts = self.HTTP_URLS
+        items = [(r.get("t_recv_ns") or r.get("t_sent_ns") or 0, i, r) for i, r in enumerate(rows)
+                 if any(u in (r.get("url") or "") for u in parts)]
         items.sort(key=lambda x: (x[0], x[1]))
         merged = sorted(list(self._http) + [(t, r) for t, _, r in items], key=lambda x: x[0])
         self._http = deque(merged)
@@ -545,6 +553,6 @@ def run_recording(path: str, config: PipelineConfig | None = None, *, speed: flo
 
     p = Pipeline(config, log=log, **kwargs)
     with Recording(path) as rec:
-        p.attach_http(rec.http())
+        p.attach_http(rec.http(Pipeline.HTTP_URLS))
         replay(rec, p, speed=speed)
     return p.finish()

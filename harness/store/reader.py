@@ -190,8 +190,15 @@ class Recording:
             r["detail"] = _json(r.get("detail"))
         return rows
 
-    def http(self) -> list[dict]:
-        return self._dicts("SELECT * FROM http ORDER BY t_recv_ns, id", placed_by="t_recv_ns")
+    def http(self, url_contains: Iterable[str] | None = None) -> list[dict]:
+        """REST exchanges in time order; ``url_contains``: only those whose URL holds one of
+        these strings (a consumer that uses a few endpoints skips reading the others'
+        bodies: a recorded product list is megabytes)."""
+        parts = list(url_contains) if url_contains is not None else []
+        where = (" WHERE " + " OR ".join(["instr(url, ?) > 0"] * len(parts))) if parts else ""
+        if url_contains is not None and not parts:
+            where = " WHERE 0"
+        return self._dicts(f"SELECT * FROM http{where} ORDER BY t_recv_ns, id", parts, placed_by="t_recv_ns")
 
     def venues(self) -> list[str]:
         return sorted(set(self.conn_venue.values()))

@@ -297,3 +297,22 @@ def test_other_pairs_and_unknown_venues_ignored(tmp_path):
     assert p.venues == {} and p.decode_errors == {"coinbase": 1}
     assert p.summary()["index"]["venues_used"] == []
 
+
+
+def test_rest_rows_the_pipeline_cannot_use_are_not_read_and_do_not_move_time(tmp_path):
+    """A product list fetched a minute before the first frame neither starts the index
+    early nor is read from the recording (``Recording.http(Pipeline.HTTP_URLS)``)."""
+    from harness.store import Recording
+
+    t0 = CLOSE_NS - 600 * S
+    frames = [("coinbase", t0 + i * S, coinbase(65000.0, i + 1)) for i in range(3)]
+    listing = "https://api.coinbase.com/api/v3/brokerage/market/products"
+    write(tmp_path / "h.db", frames, http=[(t0 - 60 * S, listing, "[]"), (t0 - 30 * S, listing, "[]")])
+    with Recording(tmp_path / "h.db") as rec:
+        assert len(rec.http()) == 2 and rec.http(Pipeline.HTTP_URLS) == [] and rec.http([]) == []
+        assert [r["url"] for r in rec.http(["/brokerage/"])] == [listing, listing]
+        every = Pipeline(cfg(min_venues=1))
+        every.attach_http(rec.http())  # all rows given: the unusable ones are dropped here
+    p = run_recording(str(tmp_path / "h.db"), cfg(min_venues=1))
+    assert p.ticks and p.ticks[0][0] >= t0  # the first tick follows the first frame
+    assert not every._http
