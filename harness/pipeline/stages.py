@@ -234,6 +234,11 @@ class Pipeline:
             return
         if f.opcode not in ("text", "binary"):
             return
+        vs = self._conn_venue.get(f.conn_id)
+        # the bound book's change counter before the frame: a frame that leaves it where it
+        # was (a Bitstamp diff older than the REST snapshot, dropped) is not told to the
+        # ladder, whose copy is then still exact (else it would convert the book again)
+        v0 = getattr(vs.book, "version", None) if vs is not None else None
         try:
             msgs, findings = sess.feed(f.payload, f.id)
         except DecodeError:
@@ -248,7 +253,6 @@ class Pipeline:
                     self.findings[(name, fd.kind)] += 1
             return
         inst = self.instruments
-        vs = self._conn_venue.get(f.conn_id)
         for m in msgs:
             if isinstance(m, BookMessage) and m.instrument in inst:
                 book = sess.books.get(m.instrument)
@@ -256,7 +260,9 @@ class Pipeline:
                     continue  # e.g. a Bitstamp diff buffered until its REST snapshot
                 if vs is None or vs.book is not book:
                     vs = self._bind(name, f.conn_id, m.instrument, book)
-                vs.ladder.note(m)
+                    vs.ladder.note(m)
+                elif v0 is None or book.version != v0:
+                    vs.ladder.note(m)
                 if m.snapshot:
                     vs.broken = False
         if findings:

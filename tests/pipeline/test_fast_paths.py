@@ -302,6 +302,10 @@ def test_real_recordings_every_tick(name, realdata, tmp_path):
     (vs,) = p.venues.values()
     # the point of the ladder: most ticks patch the copy instead of converting the book
     assert vs.conversions >= 20 and vs.ladder.rebuilds <= max(3, vs.conversions // 10), (vs.conversions, vs.ladder.rebuilds)
+    if name == "bitstamp":
+        # one conversion, after the REST snapshot: the diffs older than it, which the
+        # session drops, change nothing and are not told to the ladder
+        assert vs.ladder.rebuilds == 1, vs.ladder.rebuilds
 
 
 def test_unchanged_books_reuse_the_previous_answer():
