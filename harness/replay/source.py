@@ -76,19 +76,20 @@ def timeline(rec: Recording, filters: Filters | None = None, bad_rows: list | No
     placed on the timeline: it is skipped and its id appended to ``bad_rows``."""
     offsets: dict[int, int] = {}
     cv = rec.conn_venue
-    for fid, sid, cid, d, tw, tm, op, payload, typ in rec.rows(filters):
-        off = offsets.get(sid)
-        if off is None:
-            off = offsets[sid] = rec.session_offset_ns(sid)
-        try:
-            t_line = tm + off
-            if tw.__class__ is not int:
-                raise TypeError
-        except TypeError:
-            if bad_rows is not None:
-                bad_rows.append(fid)
-            continue
-        yield t_line, Frame(cv.get(cid, "?"), cid, d, tw, tm, op, payload, typ, fid, sid)
+    for batch in rec.row_batches(filters):
+        for fid, sid, cid, d, tw, tm, op, payload, typ in batch:
+            off = offsets.get(sid)
+            if off is None:
+                off = offsets[sid] = rec.session_offset_ns(sid)
+            try:
+                t_line = tm + off
+                if tw.__class__ is not int:
+                    raise TypeError
+            except TypeError:
+                if bad_rows is not None:
+                    bad_rows.append(fid)
+                continue
+            yield t_line, Frame(cv.get(cid, "?"), cid, d, tw, tm, op, payload, typ, fid, sid)
 
 
 def replay(

@@ -21,6 +21,7 @@ from harness.store import schema
 
 # conn_id keys dicts and sorts everywhere: a damaged row's NULL or text conn_id reads as -1
 # (an unknown connection). Free in SQLite; other columns are checked where they are used.
+_BATCH = 4096  # rows fetched at a time
 _COLS = "id, session_id, iif(typeof(conn_id) = 'integer', conn_id, -1), dir, t_wall_ns, t_mono_ns, opcode, payload, type"
 
 
@@ -254,36 +255,49 @@ class Recording:
     def rows(self, f: Filters | None = None) -> Iterator[tuple]:
         """Raw rows ``(id, session_id, conn_id, dir, t_wall_ns, t_mono_ns, opcode, payload, type)``
         in receive order. The fastest way through a recording."""
+        for batch in self.row_batches(f):
+            yield from batch
+
+    def row_batches(self, f: Filters | None = None) -> Iterator[list[tuple]]:
+        """``rows`` a list at a time (up to ``_BATCH`` rows): a consumer that loops over
+        every row of a long recording (the replay) saves a generator step per row."""
         f = f or Filters()
         sids = self.session_ids(f)
         if len(sids) == 1:
-            yield from self._session_rows(f, sids[0])
+            yield from self._session_batches(f, sids[0])
             return
         streams = [self._keyed(f, sid) for sid in sids]
+        batch: list[tuple] = []
         for _, _, _, r in heapq.merge(*streams):
-            yield r
+            batch.append(r)
+            if len(batch) == _BATCH:
+                yield batch
+                batch = []
+        if batch:
+            yield batch
 
     def _keyed(self, f: Filters, sid: int) -> Iterator[tuple]:
         off = self.session_offset_ns(sid)
         key = -(1 << 62)
-        for r in self._session_rows(f, sid):
-            tm, tw = r[5], r[4]
-            # A row with non-numeric times (a damaged recording) keeps its place in its
-            # session: it takes the previous row's key and the consumer reports it.
-            if tm.__class__ is int or tm.__class__ is float:
-                key = tm + off
-            yield (key, tw if tw.__class__ is int else 0, r[0], r)
+        for batch in self._session_batches(f, sid):
+            for r in batch:
+                tm, tw = r[5], r[4]
+                # A row with non-numeric times (a damaged recording) keeps its place in its
+                # session: it takes the previous row's key and the consumer reports it.
+                if tm.__class__ is int or tm.__class__ is float:
+                    key = tm + off
+                yield (key, tw if tw.__class__ is int else 0, r[0], r)
 
-    def _session_rows(self, f: Filters, sid: int) -> Iterator[tuple]:
+    def _session_batches(self, f: Filters, sid: int) -> Iterator[list[tuple]]:
         where, params = self._where(f, sid)
         try:
             cur = self._raw.execute(f"SELECT {_COLS} FROM frames{where} ORDER BY t_mono_ns, id", params)
-            cur.arraysize = 4096
+            cur.arraysize = _BATCH
             while True:
-                batch = cur.fetchmany(4096)
+                batch = cur.fetchmany(_BATCH)
                 if not batch:
                     return
-                yield from batch
+                yield batch
         except sqlite3.DatabaseError as e:
             err = _damage(e, self.path)
             if err is e:
