@@ -136,6 +136,26 @@ def test_matches_naive_reference(seed):
         assert cb.index(k, method=method) == pytest.approx(want, abs=1e-6)
 
 
+@pytest.mark.parametrize("seed", range(4))
+@pytest.mark.parametrize("spacing", [0.5, 0.0005])  # 0.0005: more than GRID_AT_ONCE points
+def test_curve_index_is_utilized_grid_then_index(seed, spacing):
+    """The one-pass ``curve_index`` (the calculator's) against the two separate steps."""
+    from harness.pipeline import brti
+
+    rnd = random.Random(seed)
+    books = [_random_book(rnd, v, 50_000 + rnd.uniform(-20, 20), 200) for v in "ab"]
+    c = BrtiCalculator(BrtiParams(size_cap=1e9, grid_spacing=spacing, max_mid_spread=0.0005))
+    r = c.compute(books, 0)
+    cb = c.last_consolidated
+    hi = cb.max_grid()
+    assert (hi > brti.GRID_AT_ONCE) == (spacing < 0.01)
+    k = cb.utilized_grid(0.0005)
+    assert r.valid and r.n_grid == k > 0
+    assert cb.curve_index(0.0005) == (k, r.value)
+    assert r.value == pytest.approx(cb.index(k), rel=1e-12)
+    assert cb.curve_index(-1.0) == (0, None)  # no grid point within the limit
+
+
 def test_staleness_and_return():
     c = BrtiCalculator(BrtiParams(size_cap=1e9, max_mid_spread=0.03))
     a = vb("a", A.bids, A.asks, t=0)

@@ -59,6 +59,10 @@ def same(b: L2Book, m: Model):
     for pt in PRICES:
         assert b.level(True, D(pt)) == bids.get(D(pt)), pt
         assert b.level(False, D(pt)) == asks.get(D(pt)), pt
+    asked = [D(pt) for pt in PRICES]
+    for is_bid, side in ((True, bids), (False, asks)):  # level, many at once, as floats
+        want = [None if side.get(p) is None else float(side[p]) for p in asked]
+        assert b.float_levels(is_bid, asked) == ([float(p) for p in asked], want)
 
 
 step = st.tuples(st.sampled_from(["bid", "ask"]), st.sampled_from(PRICES), st.sampled_from(QTYS), st.booleans())
@@ -153,7 +157,7 @@ def test_kraken_session_takes_a_float_keyed_book_put_in_from_outside():
         assert [f.got for f in found if f.kind == "checksum"] == [kraken.checksum(s.books["X/Y"])]
 
 
-def test_float_side_reads_quantities_float_refuses_from_their_decimal():
+def test_float_reads_take_quantities_float_refuses_from_their_decimal():
     """Decimal takes "1_" and "1__0", float() does not: such a quantity reaches the book
     through any decoder, and the float copy (the pipeline's ladder) must read its Decimal
     instead of failing (a ValueError here stopped the whole pipeline)."""
@@ -163,6 +167,7 @@ def test_float_side_reads_quantities_float_refuses_from_their_decimal():
     b.apply_snapshot([level("bid", "0.2", "1_"), level("bid", "0.1", "2"), level("ask", "0.25", "1__0")])
     assert b.float_side(True) == ([0.2, 0.1], [1.0, 2.0])
     assert b.float_side(False) == ([0.25], [10.0])
+    assert b.float_levels(True, [D("0.2"), D("0.3")]) == ([0.2, 0.3], [1.0, None])
     lad = Ladder(b)
     lad.sync()
     assert lad._bq.tolist() == [1.0, 2.0] and lad._aq.tolist() == [10.0]
