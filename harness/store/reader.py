@@ -195,6 +195,8 @@ class Recording:
         """REST exchanges in time order; ``url_contains``: only those whose URL holds one of
         these strings (a consumer that uses a few endpoints skips reading the others'
         bodies: a recorded product list is megabytes)."""
+        if isinstance(url_contains, str):
+            url_contains = (url_contains,)  # one string, not its characters
         parts = list(url_contains) if url_contains is not None else []
         where = (" WHERE " + " OR ".join(["instr(url, ?) > 0"] * len(parts))) if parts else ""
         if url_contains is not None and not parts:

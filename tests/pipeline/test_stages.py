@@ -310,7 +310,7 @@ def test_rest_rows_the_pipeline_cannot_use_are_not_read_and_do_not_move_time(tmp
     write(tmp_path / "h.db", frames, http=[(t0 - 60 * S, listing, "[]"), (t0 - 30 * S, listing, "[]")])
     with Recording(tmp_path / "h.db") as rec:
         assert len(rec.http()) == 2 and rec.http(Pipeline.HTTP_URLS) == [] and rec.http([]) == []
-        assert [r["url"] for r in rec.http(["/brokerage/"])] == [listing, listing]
+        assert [r["url"] for r in rec.http(["/brokerage/"])] == [listing, listing] == [r["url"] for r in rec.http("/brokerage/")]
         every = Pipeline(cfg(min_venues=1))
         every.attach_http(rec.http())  # all rows given: the unusable ones are dropped here
     p = run_recording(str(tmp_path / "h.db"), cfg(min_venues=1))
