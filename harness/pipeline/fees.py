@@ -13,6 +13,7 @@ C. P (1 - P) is symmetric: buying NO at 1 - P costs the same fee as YES at P.
 
 from __future__ import annotations
 
+import functools
 from decimal import ROUND_CEILING, Decimal
 
 from harness.pipeline.config import FeeParams
@@ -51,7 +52,14 @@ def maker_fee(price, contracts=1, params: FeeParams | None = None) -> Decimal:
 
 def fee_per_contract(price, contracts=1, *, maker: bool = False,
                      params: FeeParams | None = None) -> float:
-    """fee(price, contracts) / contracts as a float (for edge arithmetic)."""
+    """fee(price, contracts) / contracts as a float (for edge arithmetic). Kept per
+    (price, contracts, side, params): a quote is priced at every 5 Hz tick, mostly at the
+    prices and sizes it had at the previous one."""
+    return _fee_per_contract(price, contracts, maker, params)
+
+
+@functools.lru_cache(maxsize=4096)
+def _fee_per_contract(price, contracts, maker: bool, params: FeeParams | None) -> float:
     C = _dec(contracts)
     if C <= 0:
         raise ValueError("contracts must be positive")

@@ -45,6 +45,13 @@ def test_maker_fee_multiplier_and_options():
         fee("1.5", 1)
     with pytest.raises(ValueError):
         fee_per_contract("0.5", 0)
+    with pytest.raises(ValueError):  # an error is not kept as an answer
+        fee_per_contract("0.5", 0)
+    # kept per price, count, side and parameters: none answers for another
+    assert fee_per_contract(0.5, 100, params=half) == pytest.approx(0.0088)
+    assert fee_per_contract(0.5, 100) == pytest.approx(0.0175)
+    assert fee_per_contract(0.5, 100, maker=True) == pytest.approx(0.0044)
+    assert fee_per_contract(Decimal("0.5"), 100) == fee_per_contract(0.5, 100)
 
 
 def test_config_lists_unconfirmed_parameters():
