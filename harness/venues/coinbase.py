@@ -612,20 +612,24 @@ class CoinbaseSession(BookSession):
         if type(payload) is not str or not payload.startswith(_L2_PREFIX):
             return self._feed_general(payload, frame_id)
         kept = self.kept
+        hints: dict = {}
         if kept is None:
             try:  # typed_loads, inline
                 f = _AT_DEC.decode(payload)
             except (msgspec.DecodeError, TypeError, ValueError, UnicodeError, RecursionError) as e:
                 raise DecodeError(NAME, f"bad frame: {e}", excerpt(payload)) from None
-            hints: dict = {}
+            if f.channel != "l2_data":  # a second "channel" key later in the frame: decode() reads that one
+                return self._feed_general(payload, frame_id)
             msgs, seqinfo = self.venue._at_typed(f, hints)
         else:
-            hints = {}
             f = self._kept_typed(payload, kept)
             if f is not None:
                 msgs, seqinfo = self.venue._at_typed(f, hints)
             else:
-                msgs, seqinfo = self.venue._at_kept(typed_loads(NAME, _AT_RAW_DEC, payload), kept, hints)
+                raw = typed_loads(NAME, _AT_RAW_DEC, payload)
+                if raw.channel != "l2_data":
+                    return self._feed_general(payload, frame_id)
+                msgs, seqinfo = self.venue._at_kept(raw, kept, hints)
         self.frames += 1
         findings: list = []
         if seqinfo is not None:
@@ -704,7 +708,7 @@ class CoinbaseSession(BookSession):
             f = _AT_DEC.decode(payload)
         except (msgspec.DecodeError, TypeError, ValueError, UnicodeError, RecursionError):
             return None
-        return f if all(ev.product_id in kept for ev in f.events) else None
+        return f if f.channel == "l2_data" and all(ev.product_id in kept for ev in f.events) else None
 
     def reset(self) -> None:
         super().reset()

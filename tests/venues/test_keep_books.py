@@ -210,6 +210,23 @@ def test_coinbase_kept_frames_decode_as_the_raw_path(events):
     assert (whole is not None) == all(pid in kept for pid, _ in events)
 
 
+@pytest.mark.parametrize("kept", [None, {"BTC-USD"}])
+def test_coinbase_second_channel_key_is_read_as_decode_reads_it(kept):
+    """A frame that starts as ``l2_data`` but names another channel later: JSON keeps the
+    last key, so ``decode`` gives that channel's messages. The session's fast paths give
+    the same instead of treating it as a book frame (a trade there stopped the pipeline)."""
+    frame = json.loads(_cb_frame("BTC-USD", "100.00"))
+    frame["events"][0]["trades"] = [{"product_id": "BTC-USD", "price": "1", "size": "1"}]
+    text = json.dumps(frame, separators=(",", ":"))[:-1] + ',"channel":"market_trades"}'
+    cb = get("coinbase")
+    s = cb.new_session()
+    if kept is not None:
+        s.keep_books(kept)
+    msgs, found = s.feed(text, 0)
+    assert msgs == cb.decode(text) and [m.__class__ for m in msgs] == [TradeMessage]
+    assert found == [] and s.books == {}
+
+
 def test_keep_books_drops_built_books_and_none_keeps_all():
     cb = get("coinbase")
     s = cb.new_session()
