@@ -288,7 +288,7 @@ class ConsolidatedBook:
 
     def _grid_curves(self, hi: int, max_spread: float) -> tuple[int, np.ndarray]:
         """(K_T, askPV + bidPV at v = s..hi s) for 0 < hi <= ``GRID_AT_ONCE``."""
-        grid = _GRID[:hi] * (self.spacing * (1.0 - _REL_EPS))
+        grid = _GRID[:hi] * self.spacing * (1.0 - _REL_EPS)  # (k s)(1 - eps), as every lookup
         a = self.ask_px[self.ask_cum.searchsorted(grid, "left")]
         mids2 = a + self.bid_px[self.bid_cum.searchsorted(grid, "left")]
         over = a / (mids2 / 2.0) - 1.0 > max_spread
@@ -341,7 +341,7 @@ class ConsolidatedBook:
         return "grid" if 2 * k_t < n else "levels"
 
     def _grid_index(self, k_t: int, r: float) -> float:
-        grid = np.arange(1, k_t + 1) * (self.spacing * (1.0 - _REL_EPS))
+        grid = np.arange(1, k_t + 1) * self.spacing * (1.0 - _REL_EPS)
         mids2 = (self.ask_px[self.ask_cum.searchsorted(grid, "left")]
                  + self.bid_px[self.bid_cum.searchsorted(grid, "left")])
         pw = np.power(r, np.arange(k_t, dtype=float))
@@ -408,12 +408,11 @@ def _dynamic_cap(bpx: np.ndarray, bq: np.ndarray, apx: np.ndarray, aq: np.ndarra
         # trimmed mean / winsorised sd from the k extremes of each tail; lo / hi are the
         # (k+1)-th smallest / largest (the winsorising values)
         bot, top, lo, hi = _tails(xs, k, hint)
-        # the tails sorted before they are summed: the same sums in whatever order the
-        # partition left them (so the hint never changes the answer)
-        tails = np.concatenate((bot, top))
-        tails.sort()
-        s1 -= float(tails.sum())
-        s2 -= float(tails @ tails)
+        # fsum: exact, so the same whatever order the partition left the tails in (the hint
+        # never changes the answer) and the same as every earlier build (session logs
+        # compare exactly); of lists, ~2x faster than of arrays, whose items become numpy scalars
+        s1 -= math.fsum(top.tolist()) + math.fsum(bot.tolist())
+        s2 -= math.fsum((top * top).tolist()) + math.fsum((bot * bot).tolist())
     nc = n - 2 * k
     mean = s1 / nc
     ss = max(0.0, s2 - 2.0 * mean * s1 + nc * mean * mean)  # sum over the core of (x - mean)^2
@@ -429,8 +428,8 @@ def _tails(xs: np.ndarray, k: int, hint: list | None) -> tuple[np.ndarray, np.nd
     between two 200 ms ticks only a few sizes change, so the tails barely move: ``hint``
     keeps a value a little inside each tail from the previous call ([low, high]). When at
     least k+1 sizes are <= low (>= high) the tail lies among them, so only those few are
-    partitioned; otherwise the whole sample is. The caller sorts the tails before summing
-    them, so the answer is the same either way."""
+    partitioned; otherwise the whole sample is. The sums the caller takes are ``fsum``s
+    (exact whatever the order), so the answer is the same either way."""
     n = len(xs)
     if hint is not None and hint[0] is not None:
         low, high = hint
@@ -474,9 +473,15 @@ def _capped_cum(q: np.ndarray, cap: float | None) -> np.ndarray:
 
 
 def _grid_points(bcum: np.ndarray, acum: np.ndarray, s: float) -> int:
+    """Grid points both sides cover: the largest n whose lookup, at (n s)(1 - eps), is
+    within both cumulative sizes."""
     if not len(bcum) or not len(acum):
         return 0
-    return int(min(float(bcum[-1]), float(acum[-1])) / s * (1.0 + _REL_EPS))
+    top = min(float(bcum[-1]), float(acum[-1]))
+    n = int(top / s * (1.0 + _REL_EPS))
+    while n > 0 and n * s * (1.0 - _REL_EPS) > top:  # the quotient rounded up past the book
+        n -= 1
+    return n
 
 
 def _merge(parts: list[tuple[np.ndarray, np.ndarray]], descending: bool) -> tuple[np.ndarray, np.ndarray]:

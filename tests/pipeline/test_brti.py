@@ -151,9 +151,45 @@ def test_curve_index_is_utilized_grid_then_index(seed, spacing):
     assert (hi > brti.GRID_AT_ONCE) == (spacing < 0.01)
     k = cb.utilized_grid(0.0005)
     assert r.valid and r.n_grid == k > 0
+    assert k == _k_by_definition(cb, 0.0005)
     assert cb.curve_index(0.0005) == (k, r.value)
-    assert r.value == pytest.approx(cb.index(k), rel=1e-12)
+    assert r.value == cb.index(k)
     assert cb.curve_index(-1.0) == (0, None)  # no grid point within the limit
+
+
+def _k_by_definition(cb: ConsolidatedBook, limit: float) -> int:
+    """K_T read point by point with the public ``mid_sv``: the largest K with midSV(v) <=
+    limit for every v = s..K s."""
+    k = 0
+    while True:
+        sv = cb.mid_sv((k + 1) * cb.spacing)
+        if sv is None or sv > limit:
+            return k
+        k += 1
+
+
+@pytest.mark.parametrize("spacing", [0.1, 0.3, 0.07, 1 / 3, 0.001])
+def test_grid_points_on_the_edge_of_a_cumulative_size(spacing):
+    """Cumulative sizes a rounding away from a grid point: every lookup of grid point k
+    is at (k s)(1 - eps), the grid ends where both sides still cover it, and K_T is the
+    point-by-point definition (a grid rounded another way took the index past the book)."""
+    rnd = random.Random(7)
+    for _ in range(300):
+        k = rnd.randint(1, 4000)
+        for g in ((k * spacing) * (1 - 1e-12), k * (spacing * (1 - 1e-12))):
+            for c in (g, math.nextafter(g, -1), math.nextafter(g, 2 * g)):
+                cb = ConsolidatedBook([100.0, 99.0], [c, c + 5], [100.1, 101.0], [c, c + 5], spacing)
+                kt, value = cb.curve_index(0.5)
+                assert kt == cb.utilized_grid(0.5) <= cb.max_grid()
+                # the definition at its edge (midSV is non-decreasing): point K within, K + 1 not
+                assert kt == 0 or cb.mid_sv(kt * spacing) <= 0.5
+                nxt = cb.mid_sv((kt + 1) * spacing)
+                assert nxt is None or nxt > 0.5
+                assert value == cb.index(kt)
+    q = (1672 * 0.3) * (1 - 1e-12)  # one level a side ending exactly on grid point 1672
+    r = BrtiCalculator(BrtiParams(size_cap=1e9, grid_spacing=0.3, max_mid_spread=0.5, min_venues=1)).compute(
+        [vb("a", [(100.0, q)], [(100.1, q)])], 0)
+    assert r.valid and r.n_grid == 1672 and r.value == pytest.approx(100.05)
 
 
 def test_staleness_and_return():
