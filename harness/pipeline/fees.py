@@ -55,12 +55,18 @@ def fee_per_contract(price, contracts=1, *, maker: bool = False,
     """fee(price, contracts) / contracts as a float (for edge arithmetic). Kept per
     (price, contracts, side, params): a quote is priced at every 5 Hz tick, mostly at the
     prices and sizes it had at the previous one."""
-    return _fee_per_contract(price, contracts, maker, params)
+    try:
+        return _cached_fee_per_contract(price, contracts, maker, params)
+    except TypeError:  # an argument that cannot be a key (a list, a signalling NaN): uncached
+        return _fee_per_contract(price, contracts, maker, params)
 
 
-@functools.lru_cache(maxsize=4096)
 def _fee_per_contract(price, contracts, maker: bool, params: FeeParams | None) -> float:
     C = _dec(contracts)
     if C <= 0:
         raise ValueError("contracts must be positive")
     return float(fee(price, C, maker=maker, params=params) / C)
+
+
+# typed: 0.2 and Decimal(0.2) are equal keys to an untyped cache, but not the same price here
+_cached_fee_per_contract = functools.lru_cache(maxsize=4096, typed=True)(_fee_per_contract)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from decimal import Decimal
+from decimal import Decimal, InvalidOperation
 
 import pytest
 
@@ -52,6 +52,12 @@ def test_maker_fee_multiplier_and_options():
     assert fee_per_contract(0.5, 100) == pytest.approx(0.0175)
     assert fee_per_contract(0.5, 100, maker=True) == pytest.approx(0.0044)
     assert fee_per_contract(Decimal("0.5"), 100) == fee_per_contract(0.5, 100)
+    # 0.2 is "0.2" to the fee, Decimal(0.2) its exact binary value: equal as keys, not as prices
+    assert fee_per_contract(Decimal(0.2), 25) == pytest.approx(0.0116)
+    assert fee_per_contract(0.2, 25) == pytest.approx(0.0112)
+    assert fee_per_contract(Decimal(0.2), 25) == pytest.approx(0.0116)
+    with pytest.raises(InvalidOperation):  # not hashable as a key: computed, and refused, as before
+        fee_per_contract(Decimal("sNaN"), 1)
 
 
 def test_config_lists_unconfirmed_parameters():
