@@ -205,3 +205,33 @@ def test_events_http_and_frame_ids(tmp_path):
         assert rec.http()[0]["status"] == 200
         conn = rec.connections()[0]
         assert (conn["closed_ns"], conn["close_code"], conn["close_reason"]) == (8, 1006, "abnormal")
+
+
+def test_merged_sessions_deliver_every_row_read_before_damage(tmp_path, monkeypatch):
+    """Rows of several sessions are merged and handed out a batch at a time: when one
+    session's rows stop at a damaged page, the rows merged before it still come out,
+    then the error."""
+    p = tmp_path / "two.db"
+    make_recording(p, [("kalshi", "in", t, t, "{}") for t in (1, 2, 3)])
+    con = sqlite3.connect(p)  # a second session: the same connection's rows, later
+    con.execute("INSERT INTO sessions (id, started_ns, mode) SELECT 2, started_ns, mode FROM sessions")
+    con.executemany("INSERT INTO frames (session_id, conn_id, dir, t_wall_ns, t_mono_ns, opcode, payload, size)"
+                    " VALUES (2, 1, 'in', ?, ?, 'text', '{}', 2)", [(t, t) for t in (10, 11, 12)])
+    con.commit()
+    con.close()
+    real = Recording._session_batches
+
+    def first_session_breaks(self, f, sid):
+        for batch in real(self, f, sid):
+            if sid == 1:
+                yield batch[:2]
+                raise RecordingError("page 7 is damaged")
+            yield batch
+
+    monkeypatch.setattr(Recording, "_session_batches", first_session_breaks)
+    got = []
+    with Recording(p) as rec:
+        with pytest.raises(RecordingError, match="damaged"):
+            for row in rec.rows():
+                got.append(row[4])
+    assert got == [1, 2]

@@ -270,11 +270,16 @@ class Recording:
             return
         streams = [self._keyed(f, sid) for sid in sids]
         batch: list[tuple] = []
-        for _, _, _, r in heapq.merge(*streams):
-            batch.append(r)
-            if len(batch) == _BATCH:
+        try:
+            for _, _, _, r in heapq.merge(*streams):
+                batch.append(r)
+                if len(batch) == _BATCH:
+                    yield batch
+                    batch = []
+        except Exception:  # a damaged page: the rows read before it first, then the error
+            if batch:
                 yield batch
-                batch = []
+            raise
         if batch:
             yield batch
 
