@@ -205,7 +205,7 @@ class Pipeline:
         # the index early), live and in replay alike
         parts = self.HTTP_URLS
         items = [(r.get("t_recv_ns") or r.get("t_sent_ns") or 0, i, r) for i, r in enumerate(rows)
-                 if any(u in (r.get("url") or "") for u in parts)]
+                 if isinstance(r.get("url"), str) and any(u in r["url"] for u in parts)]
         items.sort(key=lambda x: (x[0], x[1]))
         merged = sorted(list(self._http) + [(t, r) for t, _, r in items], key=lambda x: x[0])
         self._http = deque(merged)

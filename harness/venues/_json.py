@@ -33,6 +33,8 @@ def as_text(payload: str | bytes | bytearray | memoryview) -> str:
 
 
 def excerpt(payload: Any) -> str:
+    if isinstance(payload, msgspec.Raw):  # a part of a frame left undecoded (Coinbase keep_books)
+        payload = bytes(payload)
     try:
         return as_text(payload)[:120]
     except Exception:  # noqa: BLE001 - only used to build error messages

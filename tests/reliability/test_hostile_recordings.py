@@ -104,3 +104,19 @@ def test_database_of_another_application_is_refused(tmp_path, capsys):
     with pytest.raises(SystemExit) as ei:
         main(["replay", str(p)])
     assert ei.value.code == 2
+
+
+@pytest.mark.parametrize("url", ["x'2f6d61726b657473'", "x'2f6f726465725f626f6f6b2f627463757364'", "42"])
+def test_rest_row_whose_url_is_not_text_is_left_out(tmp_path, url):
+    """A REST row's URL stored as a blob ("/markets", "/order_book/btcusd" as bytes) or a
+    number: the pipeline cannot use it and goes on without it."""
+    p = tmp_path / "rest.db"
+    make_recording(p, [("kalshi", "in", i, i, '{"type":"ticker","sid":1,"msg":{}}') for i in range(1, 5)])
+    con = sqlite3.connect(p)
+    con.execute("INSERT INTO http (session_id, venue, method, url, status, response_body, t_recv_ns)"
+                f" VALUES (1, 'kalshi', 'GET', {url}, 200, '{{}}', 2)")
+    con.commit()
+    con.close()
+    with pytest.raises(SystemExit) as ei:
+        main(["replay", str(p)])
+    assert ei.value.code == 0
