@@ -7,10 +7,11 @@
    clamped to never go backwards (an NTP step in a live recording must not make
    ``IndexSeries`` raise). Nothing here reads the system clock, so a replay computes the
    same values at any ``--speed``.
-2. **REST rows** (``attach_http(rec.http())``) due at or before that time are applied
-   first, each at its own receive time: Bitstamp ``/order_book/<pair>`` snapshots (the
-   alignment point of its diff stream) and Kalshi ``GET /markets`` bodies (strikes,
-   open/close, ``expiration_value`` of settled markets).
+2. **REST rows** (``attach_http(rec.http(Pipeline.HTTP_URLS))``) due at or before that
+   time are applied first, each at its own receive time: Bitstamp ``/order_book/<pair>``
+   snapshots (the alignment point of its diff stream) and Kalshi ``GET /markets`` bodies
+   (strikes, open/close, ``expiration_value`` of settled markets). Other REST rows are
+   dropped by ``attach_http``: they would move harness time without changing anything.
 3. ``IndexSeries.advance(t, books)`` runs *before* the frame's events are applied (its
    calling protocol), but only when a 200 ms cadence boundary was crossed: the book
    snapshot is built only then.
@@ -19,9 +20,10 @@
    sequencing findings are counted per venue, never raised.
 5. Spot venues: a decoded ``BookMessage`` for a BTC instrument (``BTC_INSTRUMENTS``; every
    other pair is ignored: its session is told ``keep_books(instruments)``, so other pairs'
-   levels are not even decoded, while their frames still count for sequencing) marks that
-   venue's book dirty. Kalshi: messages update
-   ``markets.Markets``.
+   levels are not even decoded, while their frames still count for sequencing) is told to
+   that venue's ladder when the frame moved the book's ``version`` (a Bitstamp diff the
+   session dropped as older than its REST snapshot changes nothing). Kalshi: messages
+   update ``markets.Markets``.
 
 Venue freshness (BRTI step 1, ``staleness_ns`` = 10 s) is judged on the harness time of
 the last inbound frame on the connection that holds the venue's book (heartbeats and other
