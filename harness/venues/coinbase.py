@@ -31,8 +31,8 @@ Sequencing (``new_session()``)
   gaps in the level2 stream cannot be detected from the stream itself.
 
 Speed: ``l2_data`` frames as sent (``{"channel":"l2_data",...``) take a hot path in
-``classify`` and in the session (the in-order ``sequence_num`` and the book updates
-inline); the decode and every rule are the same as the general path's, which bytes
+``classify`` and in the session (the in-order ``sequence_num`` checked inline, the
+levels applied by ``L2Book.apply_levels``); the decode and every rule are the same as the general path's, which bytes
 payloads and everything else take (tests/venues/test_hot_paths.py compares the two).
 An event of ``BULK_LEVELS`` levels or more (a snapshot: 46,000 for BTC-USD) is converted
 by C-level iteration (``_bulk_levels``) into the same Levels the per-level loop builds;
@@ -369,29 +369,12 @@ class CoinbaseVenue(Venue):
         ts = rfc3339_ns(NAME, f.timestamp) if f.timestamp else None
         out: list[Message] = []
         seq = f.sequence_num
-        P, Q = _P, _Q
-        pget, qget = _P._c.get, _Q._c.get
         if f.channel == "l2_data":
             for ev in f.events:
                 ups = ev.updates
                 if ups is None or not ev.product_id:
                     raise DecodeError(NAME, "l2_data event without product_id/updates")
-                if len(ups) < BULK_LEVELS:  # _levels inline: most frames carry one or two levels
-                    levels = []
-                    for u in ups:
-                        side = _SIDE_NAME.get(u.side)
-                        if side is None:
-                            raise DecodeError(NAME, f"unknown side {u.side[:20]!r}")
-                        pt, qt = u.price_level, u.new_quantity
-                        p = pget(pt)
-                        if p is None:
-                            p = P(pt)
-                        q = qget(qt)
-                        if q is None:
-                            q = Q(qt)
-                        levels.append(Level(side, p, q, pt, qt))
-                else:
-                    levels = _levels(ups, hints)
+                levels = _levels(ups, hints)
                 out.append(
                     BookMessage(
                         type="l2_data/" + ev.type,
@@ -653,40 +636,8 @@ class CoinbaseSession(BookSession):
             if m.snapshot:
                 keys, n_bids = hints.get(id(m.levels), (None, None))
                 b.apply_snapshot(m.levels, m.venue_ts_ns, n_bids=n_bids, keys=keys)
-            elif b._exact:
-                b.apply_levels_raw(m.levels)
-                b.updates += 1
-                b.version += 1
-                if m.venue_ts_ns is not None:
-                    b.last_update_ns = m.venue_ts_ns
-            else:  # L2Book.apply_levels, inline (float keys of the texts DecCache checked)
-                bd, bp, ad, ap = b._bd, b._bp, b._ad, b._ap
-                levels = m.levels
-                for i, lv in enumerate(levels):
-                    try:
-                        k = float(lv.price_text)
-                    except ValueError:
-                        b.apply_levels_raw(levels, i)
-                        break
-                    if lv.side == "bid":
-                        d, sl = bd, bp
-                    else:
-                        d, sl = ad, ap
-                    e = d.get(k)
-                    if e is not None and e.price is not lv.price and e.price != lv.price:
-                        b.apply_levels_raw(levels, i)  # two prices, one float: L2Book sorts it out
-                        break
-                    if lv.qty:
-                        if e is None:
-                            sl.add(k)
-                        d[k] = lv
-                    elif e is not None:
-                        del d[k]
-                        sl.remove(k)
-                b.updates += 1
-                b.version += 1
-                if m.venue_ts_ns is not None:
-                    b.last_update_ns = m.venue_ts_ns
+            else:
+                b.apply_levels(m.levels, m.venue_ts_ns)
             if not touched or touched[-1] is not b:
                 touched.append(b)
         for b in touched:
