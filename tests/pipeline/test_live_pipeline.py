@@ -14,7 +14,6 @@ import signal
 import sqlite3
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 from harness.config import RecordConfig, VenueConfig
@@ -25,6 +24,7 @@ from harness.pipeline.output import INDEX_COLS, RecordingLog, compare_recorded
 from harness.pipeline.stages import Pipeline, run_recording
 from harness.replay.background import ServedRecording
 from harness.store import Recording, RecordingWriter
+from tests.reliability.streamer import wait_for
 from tests.replay.serve_util import build_recording
 
 REPO = Path(__file__).resolve().parents[2]
@@ -126,11 +126,7 @@ def test_kill_9_keeps_the_session_log_with_its_frames(tmp_path):
         proc = subprocess.Popen([sys.executable, "-m", "harness", "record", "-o", str(out), *served_args(srv),
                                  "--pipeline"], cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
         try:
-            deadline = time.monotonic() + 60
-            while _committed_index_rows(out) < 10:
-                assert proc.poll() is None, proc.communicate()[1]
-                assert time.monotonic() < deadline, "no index rows committed"
-                time.sleep(0.05)
+            wait_for(lambda: _committed_index_rows(out) >= 10, 60, "10 committed index rows", proc)
             proc.send_signal(signal.SIGKILL)
             proc.wait(10)
         finally:
